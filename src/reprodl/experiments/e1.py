@@ -1,0 +1,215 @@
+"""E1. MNIST baselines: logistic regression, MLPs, the ConvNet, a hand-written perceptron.
+
+`run_e1(cfg, ...)` trains every model named in cfg["models"] on the prepared dataset with
+the shared engine, and returns the metrics tree {"e1": {model: {split: {measure: value}}}}.
+The stage script (stages/e1.py) reads params, calls it and writes the outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torchinfo import summary
+
+from .. import datasets, engine, io, models, plots
+
+# The catalogue's numbers (full MNIST, test accuracy) and the embedded targets of this repo.
+REFERENCE = {
+    "logreg": {"full": 0.9273, "embedded_target": 0.89},
+    "mlp": {"full": 0.9790, "embedded_target": 0.95},
+    "convnet": {"full": 0.9925, "embedded_target": 0.985},
+    "mlp_sigmoid_lr0p5": {"full": 0.9466},
+    "mlp_sigmoid_lr0p3": {"full": 0.9370},
+    "mlp_sigmoid_lr0p2": {"full": 0.9289},
+}
+
+
+class Tracker(Protocol):
+    """Where per-epoch curves and confusion matrices go (DVCLive in the stage)."""
+
+    def epoch(self, model: str, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def confusion(self, model: str, y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> None: ...
+
+
+def run_e1(
+    cfg: dict,
+    prepared_dir: Path,
+    *,
+    models_dir: Path,
+    grid_path: Path,
+    report_path: Path,
+    tracker: Tracker | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    meta = datasets.load_meta(prepared_dir)
+    splits = {s: datasets.load_split(prepared_dir, s) for s in datasets.SPLITS}
+    tensors = {s: (engine.to_tensor_images(sp.x), torch.from_numpy(sp.y)) for s, sp in splits.items()}  # (N, C, H, W), (N,)
+    image_shape = tuple(meta["image_shape"])
+    n_inputs, n_classes = int(np.prod(image_shape)), len(meta["classes"])
+
+    plots.save_image_grid(splits["train"].x[: cfg["grid_images"]], grid_path, columns=20, upscale=2)
+
+    results: dict[str, dict] = {}
+    summaries: dict[str, str] = {}
+    jobs = _training_jobs(cfg, n_inputs, n_classes, image_shape)
+    for name, spec, train_cfg in jobs:
+        model = models.build_model(spec, seed=seed)
+        n_params = models.count_parameters(model)
+        print(f"e1 {name}: {n_params:,} parameters")
+        summaries[name] = str(summary(model, input_size=(1, *image_shape), verbose=0, col_names=("output_size", "num_params")))
+        on_epoch = (lambda epoch, m, name=name: tracker.epoch(name, epoch, m)) if tracker else None
+        start = time.perf_counter()
+        engine.fit(model, tensors["train"], tensors["val"], train_cfg, on_epoch=on_epoch, progress=progress, desc=f"e1 {name}")
+        seconds = time.perf_counter() - start
+        results[name] = {"n_params": n_params, "seconds": round(seconds, 2)}
+        for split, (x, y) in tensors.items():
+            results[name][split] = engine.evaluate(model, x, y, train_cfg.loss)
+        if tracker:
+            y_pred = engine.predict(model, tensors["test"][0]).argmax(1).numpy()
+            tracker.confusion(name, splits["test"].y, y_pred, list(meta["classes"]))
+        models.save_model(models_dir / f"{name}.pt", spec, model)
+        print(f"e1 {name}: test accuracy {results[name]['test']['accuracy']:.4f} ({seconds:.1f} s)")
+
+    perceptron_table = None
+    if "perceptron" in cfg["models"]:
+        pcfg = cfg["perceptron"]
+        x_all = np.concatenate([splits[s].x for s in datasets.SPLITS]).reshape(-1, n_inputs)
+        y_all = np.concatenate([splits[s].y for s in datasets.SPLITS])
+        # The catalogue's re-split: all images pooled, then test_fraction held out (63,000 / 7,000 on full MNIST).
+        train_idx, _, test_idx = datasets.stratified_split(y_all, (1 - pcfg["test_fraction"], 0.0, pcfg["test_fraction"]), seed)
+        start = time.perf_counter()
+        W, b, perceptron_table = train_perceptron(
+            x_all[train_idx] / 255.0, y_all[train_idx], n_classes, pcfg["lr"], pcfg["batch_size"], pcfg["epochs"], seed
+        )
+        results["perceptron"] = {
+            "n_params": int(W.numel() + b.numel()),
+            "seconds": round(time.perf_counter() - start, 2),
+            "train": {"accuracy": perceptron_accuracy(W, b, x_all[train_idx] / 255.0, y_all[train_idx])},
+            "test": {"accuracy": perceptron_accuracy(W, b, x_all[test_idx] / 255.0, y_all[test_idx])},
+        }
+        print(f"e1 perceptron: test accuracy {results['perceptron']['test']['accuracy']:.4f}")
+        print(format_table(perceptron_table, ("tensor", "shape", "meaning")))
+
+    io.write_text(report_path, e1_report(meta, results, summaries, perceptron_table, {n: asdict(c) for n, _, c in jobs}))
+    return {"e1": results}
+
+
+def _training_jobs(cfg: dict, n_inputs: int, n_classes: int, image_shape: tuple) -> list[tuple[str, dict, engine.TrainConfig]]:
+    """(name, model spec, train config) for every engine-trained model, in cfg["models"] order."""
+    jobs = []
+    for name in cfg["models"]:
+        if name in ("logreg", "mlp"):
+            jobs.append((name, {**cfg[name]["spec"], "n_inputs": n_inputs, "n_classes": n_classes}, cfg[name]["train"]))
+        elif name == "mlp_sigmoid":
+            spec = {**cfg[name]["spec"], "n_inputs": n_inputs, "n_classes": n_classes}
+            jobs.extend((variant, spec, train) for variant, train in cfg[name]["variants"].items())
+        elif name == "convnet":
+            spec = {**cfg[name]["spec"], "in_channels": image_shape[0], "image_size": image_shape[1], "n_classes": n_classes}
+            jobs.append((name, spec, cfg[name]["train"]))
+    return jobs
+
+
+# --------------------------------------------------------------------------- perceptron
+
+
+@torch.no_grad()
+def train_perceptron(
+    x: np.ndarray, labels: np.ndarray, n_classes: int, lr: float, batch_size: int, epochs: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str, str]]]:
+    """The catalogue's perceptron, with its gradient written by hand (no autograd).
+
+    y = x W + b; grad = t - y; W += lr x^T grad; b += lr grad.sum(0). Returns W, b and a
+    table (tensor, shape, meaning) whose shapes are read off the first step's real tensors.
+    """
+    x_all = torch.as_tensor(x, dtype=torch.float32)  # (N, D)
+    t_all = torch.nn.functional.one_hot(torch.as_tensor(labels), n_classes).float()  # (N, K)
+    n, d = x_all.shape
+    W = torch.zeros(d, n_classes)  # (D, K)
+    b = torch.zeros(1, n_classes)  # (1, K)
+    generator = torch.Generator().manual_seed(seed)
+    table: list[tuple[str, str, str]] = []
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            xb, t = x_all[idx], t_all[idx]  # (B, D), (B, K)
+            y = xb @ W + b  # (B, K)
+            grad = t - y  # (B, K)
+            update_W = xb.T @ grad  # (D, K)
+            update_b = grad.sum(0, keepdim=True)  # (1, K)
+            W += lr * update_W
+            b += lr * update_b
+            if not table:
+                table = [
+                    ("x", _shape(xb), "a batch of flattened images, pixels in [0, 1]"),
+                    ("t", _shape(t), "one-hot targets of the batch"),
+                    ("W", _shape(W), "weights, one column per class"),
+                    ("b", _shape(b), "biases, one per class"),
+                    ("y = xW + b", _shape(y), "the perceptron's outputs, one score per class"),
+                    ("grad = t - y", _shape(grad), "the error signal (hand-written gradient)"),
+                    ("x^T grad", _shape(update_W), "the weight update, same shape as W"),
+                    ("grad.sum(0)", _shape(update_b), "the bias update, same shape as b"),
+                ]
+    if not torch.isfinite(W).all():
+        raise FloatingPointError(f"the perceptron diverged with lr {lr}; lower e1.perceptron.lr")
+    return W, b, table
+
+
+def perceptron_accuracy(W: torch.Tensor, b: torch.Tensor, x: np.ndarray, labels: np.ndarray) -> float:
+    scores = torch.as_tensor(x, dtype=torch.float32) @ W + b
+    return float((scores.argmax(1).numpy() == labels).mean())
+
+
+def _shape(t: torch.Tensor) -> str:
+    return " x ".join(map(str, t.shape))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def format_table(rows: list[tuple], header: tuple[str, ...]) -> str:
+    """A Markdown table (renders on GitHub and reads in a terminal)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def e1_report(meta: dict, results: dict, summaries: dict, perceptron_table, configs: dict) -> str:
+    profile = meta["profile"]
+    rows = []
+    for name, r in results.items():
+        ref = REFERENCE.get(name, {})
+        target = ref.get("embedded_target") if profile == "embedded" else ref.get("full")
+        test = r["test"]["accuracy"]
+        verdict = "" if target is None else ("met" if test >= target else "NOT met")
+        rows.append((
+            name,
+            f"{r['n_params']:,}",
+            f"{r['train']['accuracy']:.4f}",
+            f"{r['val']['accuracy']:.4f}" if "val" in r else "-",
+            f"{test:.4f}",
+            "-" if "full" not in ref else f"{ref['full']:.4f}",
+            "-" if target is None else f">= {target:.4f} ({verdict})",
+            f"{r['seconds']:.1f}",
+        ))
+    sizes = meta["sizes"]
+    parts = [
+        "# E1. MNIST baselines",
+        "",
+        f"Data: {meta['source']} ({profile} profile); train {sizes['train']:,}, val {sizes['val']:,}, "
+        f"test {sizes['test']:,} images. Reference: the catalogue's full-MNIST test accuracy.",
+        "",
+        format_table(rows, ("model", "parameters", "train acc", "val acc", "test acc", "reference (full)", f"target ({profile})", "seconds")),
+    ]
+    if perceptron_table:
+        parts += ["", "## Perceptron tensors (hand-written gradient)", "", format_table(perceptron_table, ("tensor", "shape", "meaning"))]
+    for name, text in summaries.items():
+        parts += ["", f"## {name}", "", f"Training: `{configs[name]}`", "", "```", text, "```"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,247 @@
+"""Validation of params.yaml sections, before any work starts.
+
+A stage reads params.yaml, hands its sections to a `check_*` function and gets plain,
+normalised values back, or one ParamError whose message names the key and what is allowed:
+
+    params.yaml: e1.convnet.lr must be a number > 0, got -0.1
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from .datasets import DATASETS, PROFILES, SPLITS, DatasetError, check_available
+from .engine import LOSSES, OPTIMIZERS, SCHEDULES, Augment, TrainConfig
+
+
+class ParamError(ValueError):
+    """A bad value in params.yaml; the message names the key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"params.yaml: {key} {message}")
+        self.key = key
+
+
+def get(section: Mapping, key: str, path: str, default: Any = ...) -> Any:
+    """section[key], or a ParamError naming `path.key` when it is missing."""
+    if not isinstance(section, Mapping):
+        raise ParamError(path, f"must be a mapping, got {section!r}")
+    if key not in section:
+        if default is ...:
+            raise ParamError(f"{path}.{key}", "is missing")
+        return default
+    return section[key]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParamError(key, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def positive_float(value: Any, key: str) -> float:
+    if not _is_number(value) or value <= 0:
+        raise ParamError(key, f"must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def non_negative_float(value: Any, key: str, below: float | None = None) -> float:
+    if not _is_number(value) or value < 0 or (below is not None and value >= below):
+        allowed = f"in [0, {below})" if below is not None else ">= 0"
+        raise ParamError(key, f"must be a number {allowed}, got {value!r}")
+    return float(value)
+
+
+def one_of(value: Any, key: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ParamError(key, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
+    return value
+
+
+def non_empty_list(value: Any, key: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise ParamError(key, f"must be a non-empty list, got {value!r}")
+    return value
+
+
+def boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ParamError(key, f"must be true or false, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- shared sections
+
+
+def check_seed(params: Mapping) -> int:
+    seed = get(params, "seed", "params")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParamError("seed", f"must be an integer >= 0, got {seed!r}")
+    return seed
+
+
+def check_split(split: Any, key: str = "data.split") -> tuple[float, float, float]:
+    if not isinstance(split, Mapping) or set(split) != set(SPLITS):
+        raise ParamError(key, f"must map exactly {', '.join(SPLITS)} to fractions, got {split!r}")
+    fractions = tuple(non_negative_float(split[s], f"{key}.{s}", below=1.0 + 1e-9) for s in SPLITS)
+    if fractions[0] <= 0:
+        raise ParamError(f"{key}.train", "must be > 0")
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ParamError(key, f"fractions must sum to 1, got {' + '.join(f'{f:g}' for f in fractions)} = {sum(fractions):g}")
+    return fractions  # type: ignore[return-value]
+
+
+def check_data(data: Mapping) -> dict:
+    """The `data` section: profile, datasets, split, sources. Returns it normalised."""
+    profile = one_of(get(data, "profile", "data"), "data.profile", PROFILES)
+    names = non_empty_list(get(data, "datasets", "data"), "data.datasets")
+    for i, name in enumerate(names):
+        one_of(name, f"data.datasets[{i}]", list(DATASETS))
+        try:
+            check_available(name, profile)
+        except DatasetError as err:
+            raise ParamError(f"data.datasets[{i}]", f"({name}): {err}") from None
+    if len(set(names)) != len(names):
+        raise ParamError("data.datasets", f"lists a dataset twice: {names}")
+    fractions = check_split(get(data, "split", "data"))
+    scenes = dict(get(data, "scenes", "data"))
+    for key in ("n_scenes", "canvas", "min_digits", "max_digits", "min_size", "max_size", "difficult_below"):
+        positive_int(get(scenes, key, "data.scenes"), f"data.scenes.{key}")
+    if scenes["min_digits"] > scenes["max_digits"]:
+        raise ParamError("data.scenes.min_digits", f"must be <= data.scenes.max_digits ({scenes['max_digits']})")
+    if not scenes["min_size"] <= scenes["max_size"] <= scenes["canvas"]:
+        raise ParamError("data.scenes.max_size", "must lie between data.scenes.min_size and data.scenes.canvas")
+    sources = get(data, "sources", "data")
+    if profile == "full":
+        for name in names:
+            entry = get(sources, name, "data.sources")
+            mirrors = non_empty_list(get(entry, "mirrors", f"data.sources.{name}"), f"data.sources.{name}.mirrors")
+            for j, url in enumerate(mirrors):
+                if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                    raise ParamError(f"data.sources.{name}.mirrors[{j}]", f"must be an http(s) URL, got {url!r}")
+            for key, spec in get(entry, "files", f"data.sources.{name}").items():
+                md5 = get(spec, "md5", f"data.sources.{name}.files.{key}")
+                get(spec, "name", f"data.sources.{name}.files.{key}")
+                if not (isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdef" for c in md5.lower())):
+                    raise ParamError(f"data.sources.{name}.files.{key}.md5", f"must be 32 hex digits, got {md5!r}")
+    return {
+        "profile": profile,
+        "datasets": list(names),
+        "fractions": fractions,
+        "official_test": boolean(get(data, "official_test", "data"), "data.official_test"),
+        "image_size": positive_int(get(data, "image_size", "data"), "data.image_size"),
+        "colour_size": positive_int(get(data, "colour_size", "data"), "data.colour_size"),
+        "scenes": scenes,
+        "sources": sources,
+    }
+
+
+def check_dataset_name(value: Any, key: str, data: Mapping, task: str | None = None) -> str:
+    """A dataset an experiment reads: known, prepared by this pipeline (in data.datasets)."""
+    name = one_of(value, key, list(DATASETS))
+    if name not in data["datasets"]:
+        raise ParamError(key, f"is {name!r}, which is not prepared: add it to data.datasets ({', '.join(data['datasets'])})")
+    if task is not None and DATASETS[name].task != task:
+        raise ParamError(key, f"must be a {task} dataset, got {name!r} ({DATASETS[name].task})")
+    return name
+
+
+def check_train(section: Mapping, path: str, seed: int, loss: str = "cross_entropy") -> TrainConfig:
+    """A training block (epochs, batch_size, lr, optimizer...) -> the engine's TrainConfig."""
+    augment = get(section, "augment", path, {}) or {}
+    max_batches = get(section, "max_batches", path, None)
+    return TrainConfig(
+        epochs=positive_int(get(section, "epochs", path), f"{path}.epochs"),
+        batch_size=positive_int(get(section, "batch_size", path), f"{path}.batch_size"),
+        lr=positive_float(get(section, "lr", path), f"{path}.lr"),
+        optimizer=one_of(get(section, "optimizer", path, "sgd"), f"{path}.optimizer", OPTIMIZERS),
+        momentum=non_negative_float(get(section, "momentum", path, 0.0), f"{path}.momentum", below=1.0),
+        weight_decay=non_negative_float(get(section, "weight_decay", path, 0.0), f"{path}.weight_decay"),
+        schedule=one_of(get(section, "schedule", path, "constant"), f"{path}.schedule", SCHEDULES),
+        loss=one_of(loss, f"{path}.loss", LOSSES),
+        augment=Augment(
+            shift=non_negative_float(get(augment, "shift", f"{path}.augment", 0.0), f"{path}.augment.shift"),
+            rotate=non_negative_float(get(augment, "rotate", f"{path}.augment", 0.0), f"{path}.augment.rotate", below=180.0),
+            scale=non_negative_float(get(augment, "scale", f"{path}.augment", 0.0), f"{path}.augment.scale", below=1.0),
+        ),
+        seed=seed,
+        max_batches=None if max_batches is None else positive_int(max_batches, f"{path}.max_batches"),
+    )
+
+
+# --------------------------------------------------------------------------- E1
+
+E1_MODELS = ("logreg", "mlp", "mlp_sigmoid", "convnet", "perceptron")
+
+
+def check_e1(e1: Mapping, data: Mapping, seed: int) -> dict:
+    """The `e1` section -> {"dataset", "models", "grid_images", per-model specs and TrainConfigs}."""
+    models = non_empty_list(get(e1, "models", "e1"), "e1.models")
+    for i, name in enumerate(models):
+        one_of(name, f"e1.models[{i}]", E1_MODELS)
+    out: dict[str, Any] = {
+        "dataset": check_dataset_name(get(e1, "dataset", "e1"), "e1.dataset", data, task="multiclass"),
+        "models": list(dict.fromkeys(models)),
+        "grid_images": positive_int(get(e1, "grid_images", "e1"), "e1.grid_images"),
+    }
+    if "logreg" in models:
+        out["logreg"] = {"spec": {"kind": "logreg"}, "train": check_train(get(e1, "logreg", "e1"), "e1.logreg", seed)}
+    if "mlp" in models:
+        section = get(e1, "mlp", "e1")
+        out["mlp"] = {
+            "spec": {
+                "kind": "mlp",
+                "hidden": positive_int(get(section, "hidden", "e1.mlp"), "e1.mlp.hidden"),
+                "activation": one_of(get(section, "activation", "e1.mlp"), "e1.mlp.activation", ("relu", "sigmoid", "tanh")),
+            },
+            "train": check_train(section, "e1.mlp", seed),
+        }
+    if "mlp_sigmoid" in models:
+        section = dict(get(e1, "mlp_sigmoid", "e1"))
+        lrs = [positive_float(v, f"e1.mlp_sigmoid.lrs[{i}]") for i, v in enumerate(non_empty_list(get(section, "lrs", "e1.mlp_sigmoid"), "e1.mlp_sigmoid.lrs"))]
+        hidden = positive_int(get(section, "hidden", "e1.mlp_sigmoid"), "e1.mlp_sigmoid.hidden")
+        section["lr"] = lrs[0]  # validated above; each variant below sets its own
+        base = check_train(section, "e1.mlp_sigmoid", seed)
+        out["mlp_sigmoid"] = {
+            "spec": {"kind": "mlp", "hidden": hidden, "activation": "sigmoid"},
+            "variants": {f"mlp_sigmoid_lr{lr:g}".replace(".", "p"): _with_lr(base, lr) for lr in lrs},
+        }
+    if "convnet" in models:
+        section = get(e1, "convnet", "e1")
+        channels = get(section, "channels", "e1.convnet")
+        if not (isinstance(channels, list) and len(channels) == 2):
+            raise ParamError("e1.convnet.channels", f"must be a list of two integers, got {channels!r}")
+        out["convnet"] = {
+            "spec": {
+                "kind": "convnet",
+                "channels": [positive_int(c, f"e1.convnet.channels[{i}]") for i, c in enumerate(channels)],
+                "kernel": positive_int(get(section, "kernel", "e1.convnet"), "e1.convnet.kernel"),
+                "hidden": positive_int(get(section, "hidden", "e1.convnet"), "e1.convnet.hidden"),
+                "activation": one_of(get(section, "activation", "e1.convnet"), "e1.convnet.activation", ("relu", "sigmoid", "tanh")),
+                "dropout": non_negative_float(get(section, "dropout", "e1.convnet", 0.0), "e1.convnet.dropout", below=1.0),
+            },
+            "train": check_train(section, "e1.convnet", seed),
+        }
+    if "perceptron" in models:
+        section = get(e1, "perceptron", "e1")
+        test_fraction = positive_float(get(section, "test_fraction", "e1.perceptron"), "e1.perceptron.test_fraction")
+        if test_fraction >= 1:
+            raise ParamError("e1.perceptron.test_fraction", f"must be in (0, 1), got {test_fraction!r}")
+        out["perceptron"] = {
+            "lr": positive_float(get(section, "lr", "e1.perceptron"), "e1.perceptron.lr"),
+            "batch_size": positive_int(get(section, "batch_size", "e1.perceptron"), "e1.perceptron.batch_size"),
+            "epochs": positive_int(get(section, "epochs", "e1.perceptron"), "e1.perceptron.epochs"),
+            "test_fraction": test_fraction,
+        }
+    return out
+
+
+def _with_lr(cfg: TrainConfig, lr: float) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(cfg, lr=lr)
