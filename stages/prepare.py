@@ -21,6 +21,7 @@ def main() -> None:
         fractions=data["fractions"],
         seed=seed,
         official_test=data["official_test"],
+        max_images=data["max_images"],
         image_size=data["image_size"],
         scene_options=data["scenes"],
         colour_size=data["colour_size"],

@@ -19,7 +19,6 @@ to switch.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -159,21 +158,26 @@ def prepare(
     fractions: Sequence[float],
     seed: int,
     official_test: bool = True,
+    max_images: int | None = None,
     image_size: int = 224,
     scene_options: Mapping | None = None,
     colour_size: int = 32,
     sources: Mapping | None = None,
     progress: bool = True,
 ) -> dict:
-    """Decode raw data, split it, write {train,val,test}.npz and meta.json; return the meta."""
+    """Decode raw data, split it, write {train,val,test}.npz and meta.json; return the meta.
+
+    max_images: keep a seeded, stratified subsample of this many images before splitting
+    (None keeps all); tests and quick looks shrink the data with it.
+    """
     check_available(name, profile)
     info = dataset_info(name)
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if profile == "embedded":
-        splits, classes = _prepare_embedded(name, raw_dir, fractions, seed, scene_options or {}, colour_size)
+        splits, classes = _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options or {}, colour_size)
         source = info.embedded
     else:
-        splits, classes = _prepare_full(name, raw_dir, fractions, seed, official_test, image_size, sources or {}, progress)
+        splits, classes = _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, image_size, sources or {}, progress)
         source = info.full
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, arrays in splits.items():
@@ -194,13 +198,24 @@ def prepare(
     return meta
 
 
+def subsample(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subsample of n items, stratified for class labels (all when n is None or too big)."""
+    index = np.arange(len(labels))
+    if n is None or n >= len(labels):
+        return index
+    stratify = labels if labels.ndim == 1 and n >= len(np.unique(labels)) else None
+    keep, _ = train_test_split(index, train_size=n, random_state=seed, stratify=stratify)
+    return np.sort(keep)
+
+
 def _take(x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     return {split: {"x": x[idx], "y": y[idx]} for split, idx in zip(SPLITS, parts)}
 
 
-def _prepare_embedded(name, raw_dir, fractions, seed, scene_options, colour_size):
+def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options, colour_size):
     raw = io.load_npz(raw_dir / "raw.npz")
-    x, y = raw["x"], raw["y"]
+    keep = subsample(raw["y"], max_images, seed)
+    x, y = raw["x"][keep], raw["y"][keep]
     parts = stratified_split(y, fractions, seed)
     if name in ("mnist", "usps"):
         return _take(x, y, parts), DIGITS
@@ -218,7 +233,7 @@ def _prepare_embedded(name, raw_dir, fractions, seed, scene_options, colour_size
     return splits, DIGITS
 
 
-def _prepare_full(name, raw_dir, fractions, seed, official_test, image_size, sources, progress):
+def _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, image_size, sources, progress):
     from . import formats
     from .download import extract_archive
 
@@ -245,10 +260,17 @@ def _prepare_full(name, raw_dir, fractions, seed, official_test, image_size, sou
     elif name == "stanford_dogs":
         work = extract_archive(files["images"], raw_dir.parent / f"{raw_dir.name}_extracted")
         x, y, classes = formats.read_stanford_dogs(work / "Images", image_size, progress=progress)
-        return _take(x, y, stratified_split(y, fractions, seed)), classes
+        keep = subsample(y, max_images, seed)
+        return _take(x[keep], y[keep], stratified_split(y[keep], fractions, seed)), classes
     else:  # pragma: no cover - DATASETS and this function list the same names
         raise DatasetError(f"no full-profile reader for {name}")
 
+    if max_images is not None:  # shrink train and test in the proportions of the fractions
+        n_test = max(1, int(round(max_images * fractions[2])))
+        keep_train, keep_test = subsample(train[1], max_images - n_test, seed), subsample(test[1], n_test, seed)
+        train, test = (train[0][keep_train], train[1][keep_train]), (test[0][keep_test], test[1][keep_test])
+        if extra:
+            extra = {"train": extra["train"][keep_train], "test": extra["test"][keep_test]}
     if not official_test:  # pool everything and split by the fractions
         x = np.concatenate([train[0], test[0]])
         y = np.concatenate([train[1], test[1]])
@@ -301,8 +323,3 @@ def load_split(prepared_dir: Path, split: str) -> Split:
 
 def load_meta(prepared_dir: Path) -> dict:
     return io.read_json(Path(prepared_dir) / "meta.json")
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a stage's previous outputs (DVC also does this before running a stage)."""
-    shutil.rmtree(path, ignore_errors=True)

@@ -171,7 +171,8 @@ def fit(
     classify = cfg.loss == "cross_entropy"
     history = History()
 
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, disable=not progress, leave=False, unit="batch")
+    # disable=None: a bar on a terminal, none in logs (CI, redirected output).
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, disable=None if progress else True, leave=False, unit="batch")
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()

@@ -116,6 +116,9 @@ def check_data(data: Mapping) -> dict:
         raise ParamError("data.scenes.min_digits", f"must be <= data.scenes.max_digits ({scenes['max_digits']})")
     if not scenes["min_size"] <= scenes["max_size"] <= scenes["canvas"]:
         raise ParamError("data.scenes.max_size", "must lie between data.scenes.min_size and data.scenes.canvas")
+    max_images = get(data, "max_images", "data", None)
+    if max_images is not None:
+        positive_int(max_images, "data.max_images")
     sources = get(data, "sources", "data")
     if profile == "full":
         for name in names:
@@ -133,6 +136,7 @@ def check_data(data: Mapping) -> dict:
         "profile": profile,
         "datasets": list(names),
         "fractions": fractions,
+        "max_images": max_images,
         "official_test": boolean(get(data, "official_test", "data"), "data.official_test"),
         "image_size": positive_int(get(data, "image_size", "data"), "data.image_size"),
         "colour_size": positive_int(get(data, "colour_size", "data"), "data.colour_size"),

@@ -1,0 +1,86 @@
+"""Forward-hook feature extraction from any named module of any torch model.
+
+One helper for every experiment that reads a network's internal representations: E4 takes
+the MLP's hidden layer and the ConvNet's penultimate layer, E7 takes ResNet50's global
+average pool. Layers are addressed by their names in `model.named_modules()`
+("hidden", "global_pool", "layer4.2.relu", ...).
+
+Inference runs in inference mode, channels-last, and under bf16 autocast when the CPU
+has native bf16 (AVX-512 BF16 or AMX); without it, bf16 is slower than fp32 and is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (else autocast to bf16 only slows things down)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_layers(model: nn.Module, layers: Iterable[str], key: str = "layers") -> None:
+    """Raise a clear error for a layer name the model does not have, before any work."""
+    names = [name for name, _ in model.named_modules() if name]
+    for layer in layers:
+        if layer not in names:
+            close = difflib.get_close_matches(layer, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; some of its modules: {', '.join(names[:12])}"
+            raise KeyError(f"{key}: the model has no module named {layer!r}{hint}")
+
+
+@torch.inference_mode()
+def extract_features(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: list[str],
+    *,
+    batch_size: int = 256,
+    bf16: bool | None = None,
+    channels_last: bool = True,
+    progress: bool = True,
+    desc: str = "features",
+) -> dict[str, torch.Tensor]:
+    """Outputs of the named modules for every row of x, flattened to (N, D) float32.
+
+    bf16=None means "when the CPU has native bf16"; True forces it, False keeps fp32.
+    """
+    check_layers(model, layers)
+    use_bf16 = cpu_has_native_bf16() if bf16 is None else bf16
+    model.eval()
+    if channels_last and x.dim() == 4:
+        model = model.to(memory_format=torch.channels_last)
+    captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+
+    def keep(name: str):
+        def hook(_module, _inputs, output):
+            captured[name].append(output.detach().flatten(1).float())
+
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_hook(keep(name)) for name in layers]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    try:
+        with autocast:
+            for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=None if progress else True, leave=False):
+                batch = x[start : start + batch_size]
+                if channels_last and batch.dim() == 4:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                model(batch)
+    finally:
+        for handle in handles:  # a hook left behind would keep capturing on later calls
+            handle.remove()
+    return {name: torch.cat(chunks) for name, chunks in captured.items()}
