@@ -38,7 +38,7 @@ def shrunk_repo(tmp_path_factory) -> Path:
     """A copy of the repository's files (tracked and new, not ignored), with shrunk params, freshly reproduced."""
     repo = tmp_path_factory.mktemp("repo")
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
-    skip = ("metrics/", "plots/", "reports/", "dvc.lock")  # outputs: the copy must make its own
+    skip = ("data/", "models/", "metrics/", "plots/", "reports/", "dvc.lock")  # outputs: the copy makes its own
     for rel in listed.stdout.splitlines():
         src = ROOT / rel
         if rel.startswith(skip) or not src.is_file():

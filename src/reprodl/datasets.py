@@ -128,15 +128,17 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded split of range(len(labels)) into train/val/test index arrays.
 
-    Stratified on `labels` when they are class indices (N,); a plain seeded shuffle for
-    multi-hot labels (N, K), whose label sets are too many to stratify on. A zero fraction
-    gives an empty split.
+    Stratified on `labels` when they are class indices (N,) and each split can hold every
+    class; a plain seeded shuffle otherwise (multi-hot labels (N, K) have too many label
+    sets to stratify on; tiny test configurations have splits smaller than the class count).
+    A zero fraction gives an empty split.
     """
-    _, val_f, test_f = fractions
+    total = sum(fractions)  # (0.8, 0.1, 0.0) splits in the ratio 0.8 : 0.1
+    val_f, test_f = fractions[1] / total, fractions[2] / total
     index = np.arange(len(labels))
     # Counts, not fractions, so that 10% of 5,000 is exactly 500 in each split.
     n_val, n_test = int(round(val_f * len(index))), int(round(test_f * len(index)))
-    stratify = labels if labels.ndim == 1 else None
+    stratify = labels if _can_stratify(labels, min(n for n in (n_val, n_test, len(index) - n_val - n_test) if n > 0)) else None
     if n_test > 0:
         rest, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=stratify)
     else:
@@ -198,12 +200,20 @@ def prepare(
     return meta
 
 
+def _can_stratify(labels: np.ndarray, smallest_part: int) -> bool:
+    if labels.ndim != 1:
+        return False
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    return smallest_part >= len(counts) and counts.min() >= 2
+
+
 def subsample(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     """Sorted indices of a seeded subsample of n items, stratified for class labels (all when n is None or too big)."""
     index = np.arange(len(labels))
     if n is None or n >= len(labels):
         return index
-    stratify = labels if labels.ndim == 1 and n >= len(np.unique(labels)) else None
+    stratify = labels if _can_stratify(labels, min(n, len(labels) - n)) else None
     keep, _ = train_test_split(index, train_size=n, random_state=seed, stratify=stratify)
     return np.sort(keep)
 

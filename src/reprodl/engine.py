@@ -160,6 +160,7 @@ def fit(
     if n == 0:
         raise ValueError("the training split is empty")
     generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # dropout draws from the global generator: make it independent of earlier work
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     if cfg.max_batches is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_batches)

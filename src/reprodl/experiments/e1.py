@@ -8,15 +8,26 @@ The stage script (stages/e1.py) reads params, calls it and writes the outputs.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 import torch
 from torchinfo import summary
 
 from .. import datasets, engine, io, models, plots
+from ..params import (
+    ParamError,
+    check_dataset_name,
+    check_train,
+    get,
+    non_empty_list,
+    non_negative_float,
+    one_of,
+    positive_float,
+    positive_int,
+)
 
 # The catalogue's numbers (full MNIST, test accuracy) and the embedded targets of this repo.
 REFERENCE = {
@@ -114,6 +125,77 @@ def _training_jobs(cfg: dict, n_inputs: int, n_classes: int, image_shape: tuple)
             spec = {**cfg[name]["spec"], "in_channels": image_shape[0], "image_size": image_shape[1], "n_classes": n_classes}
             jobs.append((name, spec, cfg[name]["train"]))
     return jobs
+
+
+# --------------------------------------------------------------------------- params
+
+E1_MODELS = ("logreg", "mlp", "mlp_sigmoid", "convnet", "perceptron")
+
+
+def check_params(e1: Mapping, data: Mapping, seed: int) -> dict:
+    """The `e1` section -> {"dataset", "models", "grid_images", per-model specs and TrainConfigs}."""
+    models = non_empty_list(get(e1, "models", "e1"), "e1.models")
+    for i, name in enumerate(models):
+        one_of(name, f"e1.models[{i}]", E1_MODELS)
+    out: dict[str, Any] = {
+        "dataset": check_dataset_name(get(e1, "dataset", "e1"), "e1.dataset", data, task="multiclass"),
+        "models": list(dict.fromkeys(models)),
+        "grid_images": positive_int(get(e1, "grid_images", "e1"), "e1.grid_images"),
+    }
+    if "logreg" in models:
+        out["logreg"] = {"spec": {"kind": "logreg"}, "train": check_train(get(e1, "logreg", "e1"), "e1.logreg", seed)}
+    if "mlp" in models:
+        section = get(e1, "mlp", "e1")
+        out["mlp"] = {
+            "spec": {
+                "kind": "mlp",
+                "hidden": positive_int(get(section, "hidden", "e1.mlp"), "e1.mlp.hidden"),
+                "activation": one_of(get(section, "activation", "e1.mlp"), "e1.mlp.activation", ("relu", "sigmoid", "tanh")),
+            },
+            "train": check_train(section, "e1.mlp", seed),
+        }
+    if "mlp_sigmoid" in models:
+        section = dict(get(e1, "mlp_sigmoid", "e1"))
+        lrs = [positive_float(v, f"e1.mlp_sigmoid.lrs[{i}]") for i, v in enumerate(non_empty_list(get(section, "lrs", "e1.mlp_sigmoid"), "e1.mlp_sigmoid.lrs"))]
+        hidden = positive_int(get(section, "hidden", "e1.mlp_sigmoid"), "e1.mlp_sigmoid.hidden")
+        section["lr"] = lrs[0]  # validated above; each variant below sets its own
+        base = check_train(section, "e1.mlp_sigmoid", seed)
+        out["mlp_sigmoid"] = {
+            "spec": {"kind": "mlp", "hidden": hidden, "activation": "sigmoid"},
+            "variants": {f"mlp_sigmoid_lr{lr:g}".replace(".", "p"): _with_lr(base, lr) for lr in lrs},
+        }
+    if "convnet" in models:
+        section = get(e1, "convnet", "e1")
+        channels = get(section, "channels", "e1.convnet")
+        if not (isinstance(channels, list) and len(channels) == 2):
+            raise ParamError("e1.convnet.channels", f"must be a list of two integers, got {channels!r}")
+        out["convnet"] = {
+            "spec": {
+                "kind": "convnet",
+                "channels": [positive_int(c, f"e1.convnet.channels[{i}]") for i, c in enumerate(channels)],
+                "kernel": positive_int(get(section, "kernel", "e1.convnet"), "e1.convnet.kernel"),
+                "hidden": positive_int(get(section, "hidden", "e1.convnet"), "e1.convnet.hidden"),
+                "activation": one_of(get(section, "activation", "e1.convnet"), "e1.convnet.activation", ("relu", "sigmoid", "tanh")),
+                "dropout": non_negative_float(get(section, "dropout", "e1.convnet", 0.0), "e1.convnet.dropout", below=1.0),
+            },
+            "train": check_train(section, "e1.convnet", seed),
+        }
+    if "perceptron" in models:
+        section = get(e1, "perceptron", "e1")
+        test_fraction = positive_float(get(section, "test_fraction", "e1.perceptron"), "e1.perceptron.test_fraction")
+        if test_fraction >= 1:
+            raise ParamError("e1.perceptron.test_fraction", f"must be in (0, 1), got {test_fraction!r}")
+        out["perceptron"] = {
+            "lr": positive_float(get(section, "lr", "e1.perceptron"), "e1.perceptron.lr"),
+            "batch_size": positive_int(get(section, "batch_size", "e1.perceptron"), "e1.perceptron.batch_size"),
+            "epochs": positive_int(get(section, "epochs", "e1.perceptron"), "e1.perceptron.epochs"),
+            "test_fraction": test_fraction,
+        }
+    return out
+
+
+def _with_lr(cfg: engine.TrainConfig, lr: float) -> engine.TrainConfig:
+    return replace(cfg, lr=lr)
 
 
 # --------------------------------------------------------------------------- perceptron
