@@ -126,7 +126,7 @@ def _embedded_source(name: str) -> tuple[np.ndarray, np.ndarray]:
 def stratified_split(
     labels: np.ndarray, fractions: Sequence[float], seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded split of range(len(labels)) into train/val/test index arrays.
+    """Seeded split of range(len(labels)) into train/val/test index arrays, each in a seeded random order.
 
     Stratified on `labels` when they are class indices (N,) and each split can hold every
     class; a plain seeded shuffle otherwise (multi-hot labels (N, K) have too many label
@@ -148,7 +148,9 @@ def stratified_split(
         train, val = train_test_split(rest, test_size=n_val, random_state=seed, stratify=rest_stratify)
     else:
         train, val = rest, rest[:0]
-    return np.sort(train), np.sort(val), np.sort(test)
+    # Shuffled (seeded), not sorted: a packaged sample sorted by class would otherwise give
+    # "the first 200 training images" of a single class.
+    return train, val, test
 
 
 def prepare(
