@@ -7,24 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
-from reprodl import datasets
 from reprodl.experiments import e1
 from reprodl.params import check_data
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
-@pytest.fixture(scope="module")
-def prepared_mnist(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("mnist")
-    datasets.fetch("mnist", "embedded", root / "raw")
-    datasets.prepare("mnist", "embedded", root / "raw", root / "prepared", fractions=(0.8, 0.1, 0.1), seed=0, max_images=300)
-    return root / "prepared"
 
 
 def shrunk_config() -> dict:

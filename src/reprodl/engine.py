@@ -7,20 +7,32 @@ augmentation runs on the whole batch at once (no per-sample DataLoader, no PIL).
 
 The engine knows nothing of DVC: a stage passes `on_epoch`, a callable that receives the
 epoch number and that epoch's metrics (see reprodl.tracking for the DVCLive one).
+
+Long runs pass `checkpoint=path`: the full training state is written after every epoch and a
+restarted run resumes from it, ending with the same weights and metrics as an uninterrupted
+one. Under `torchrun --nproc_per_node N` (a process group initialised, e.g. with
+`init_distributed()`), fit trains the model with DistributedDataParallel: every rank draws
+the same batches, takes its share of each, gradients are averaged, metrics are summed over
+ranks, and only rank 0 writes checkpoints and calls `on_epoch`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from . import io
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -128,8 +140,9 @@ def _prepare_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, channels_last: bool = True) -> torch.Tensor:
     """Model outputs for every row of x, in eval mode, batch by batch."""
     model.eval()
-    outputs = [model(_prepare_input(x[i : i + batch_size], channels_last)) for i in range(0, len(x), batch_size)]
-    return torch.cat(outputs).float()
+    device = _device_of(model)
+    outputs = [model(_prepare_input(x[i : i + batch_size].to(device), channels_last)) for i in range(0, len(x), batch_size)]
+    return torch.cat(outputs).float().cpu()
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 1024, channels_last: bool = True) -> dict[str, float]:
@@ -149,16 +162,26 @@ def fit(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
     desc: str = "train",
+    checkpoint: str | os.PathLike | None = None,
+    run_key: str = "",
 ) -> History:
     """Train `model` in place on (x, y) tensors; evaluate on `val` after every epoch.
 
     Reproducible: shuffling and augmentation draw from one generator seeded with cfg.seed
     (the model's initial weights are the caller's: build it with a seed).
+
+    checkpoint: a file rewritten after every epoch with the whole training state (model,
+    optimizer, schedule, generators, metrics so far). When it exists and was written for the
+    same cfg and `run_key` (the caller's fingerprint of data and initial weights), training
+    resumes after its last epoch, and `on_epoch` is first replayed for the restored epochs so
+    per-epoch logs come out whole. A checkpoint of another configuration is ignored.
     """
     x_train, y_train = train
     n = len(x_train)
     if n == 0:
         raise ValueError("the training split is empty")
+    rank, world = distributed_rank_world()
+    device = _device_of(model)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator: make it independent of earlier work
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -172,21 +195,40 @@ def fit(
     classify = cfg.loss == "cross_entropy"
     history = History()
 
+    done: list[dict[str, float]] = []  # metrics of the epochs restored from the checkpoint
+    if checkpoint is not None:
+        done = _resume(Path(checkpoint), cfg, run_key, model, optimizer, schedule, generator)
+        if rank == 0 and on_epoch is not None:
+            for epoch, metrics in enumerate(done, start=1):
+                on_epoch(epoch, metrics)
+        for metrics in done:
+            _record(history, metrics)
+    # DDP broadcasts rank 0's weights at wrapping, then averages gradients in backward.
+    trained = model
+    if world > 1:
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
     # disable=None: a bar on a terminal, none in logs (CI, redirected output).
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, disable=None if progress else True, leave=False, unit="batch")
-    for epoch in range(1, cfg.epochs + 1):
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch, initial=len(done) * steps_per_epoch, desc=desc,
+        disable=None if progress and rank == 0 else True, leave=False, unit="batch",
+    )
+    for epoch in range(len(done) + 1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,) or (B, K)
             if cfg.augment.active:
-                xb = random_affine(xb, cfg.augment, generator)
-            out = model(_prepare_input(xb, cfg.channels_last))
+                xb = random_affine(xb, cfg.augment, generator)  # the whole batch: every rank's generator stays in step
+            if world > 1:  # this rank's share of the batch
+                xb, yb = xb[rank::world], yb[rank::world]
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            out = trained(_prepare_input(xb, cfg.channels_last))
             loss = criterion(out, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -194,26 +236,126 @@ def fit(
             if schedule is not None:
                 schedule.step()
             # Accumulate as tensors: a .item() per batch would force a sync for nothing.
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * len(yb)
             if classify:
                 correct += (out.detach().argmax(1) == yb).sum()
-            seen += len(idx)
+            seen += len(yb)
             bar.update()
+        if world > 1:
+            totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)])
+            dist.all_reduce(totals)
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         metrics = {"train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen if classify else float("nan")}
         if val is not None and len(val[0]):
-            scores = evaluate(model, val[0], val[1], cfg.loss, cfg.eval_batch_size, cfg.channels_last)
+            if world > 1:
+                scores = _evaluate_shared(model, val[0], val[1], cfg, rank, world)
+            else:
+                scores = evaluate(model, val[0], val[1], cfg.loss, cfg.eval_batch_size, cfg.channels_last)
             metrics.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         metrics["seconds"] = time.perf_counter() - start
-        history.train_loss.append(metrics["train_loss"])
-        history.train_accuracy.append(metrics["train_accuracy"])
-        history.val_loss.append(metrics.get("val_loss", float("nan")))
-        history.val_accuracy.append(metrics.get("val_accuracy", float("nan")))
-        history.seconds.append(metrics["seconds"])
+        _record(history, metrics)
         if not math.isfinite(metrics["train_loss"]):
             bar.close()
             raise FloatingPointError(f"{desc}: training loss became {metrics['train_loss']} at epoch {epoch}; lower the learning rate")
         bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k != "seconds" and math.isfinite(v)})
-        if on_epoch is not None:
+        done.append(metrics)
+        if checkpoint is not None and rank == 0:
+            _save_checkpoint(Path(checkpoint), cfg, run_key, model, optimizer, schedule, generator, done)
+        if on_epoch is not None and rank == 0:
             on_epoch(epoch, metrics)
     bar.close()
     return history
+
+
+def _record(history: History, metrics: dict[str, float]) -> None:
+    history.train_loss.append(metrics["train_loss"])
+    history.train_accuracy.append(metrics["train_accuracy"])
+    history.val_loss.append(metrics.get("val_loss", float("nan")))
+    history.val_accuracy.append(metrics.get("val_accuracy", float("nan")))
+    history.seconds.append(metrics["seconds"])
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, run_key: str, model, optimizer, schedule, generator, done: list[dict]) -> None:
+    """Everything a resumed run needs, as tensors and plain types (loadable with weights_only=True)."""
+    state = {
+        "config": asdict(cfg),
+        "run_key": run_key,
+        "epochs_done": len(done),
+        "metrics": [dict(m) for m in done],
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict() if schedule is not None else None,
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _resume(path: Path, cfg: TrainConfig, run_key: str, model, optimizer, schedule, generator) -> list[dict]:
+    """Restore the training state from `path`; return the finished epochs' metrics ([] to start afresh)."""
+    if not path.exists():
+        return []
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("config") != asdict(cfg) or state.get("run_key") != run_key:
+        print(f"checkpoint {path} was written for another configuration: training from the start")
+        return []
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if schedule is not None:
+        schedule.load_state_dict(state["schedule"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return [dict(m) for m in state["metrics"]]
+
+
+def load_checkpoint_model(path: str | os.PathLike, model: nn.Module) -> int:
+    """Load the weights of a checkpoint written by fit into `model`; return its finished epochs."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return int(state["epochs_done"])
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def distributed_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group that torchrun describes in the environment (nccl on GPU, gloo on CPU).
+
+    Without torchrun (no WORLD_SIZE, or 1) nothing happens and (0, 1) is returned.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return distributed_rank_world()
+
+
+@torch.inference_mode()
+def _evaluate_shared(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, rank: int, world: int) -> dict[str, float]:
+    """evaluate() with the rows shared out over the ranks and the sums reduced."""
+    xs, ys = x[rank::world], y[rank::world]
+    outputs = predict(model, xs, cfg.eval_batch_size, cfg.channels_last)
+    device = _device_of(model)
+    loss_sum = float(loss_function(cfg.loss)(outputs, ys)) * len(ys) if len(ys) else 0.0
+    correct = float((outputs.argmax(1) == ys).sum()) if cfg.loss == "cross_entropy" and len(ys) else 0.0
+    totals = torch.tensor([loss_sum, correct, float(len(ys))], dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    loss_sum, correct, count = totals.tolist()
+    return {"loss": loss_sum / count, "accuracy": correct / count if cfg.loss == "cross_entropy" else float("nan")}

@@ -1,0 +1,157 @@
+"""Pretrained backbones: torchvision architectures and their weights, from one function.
+
+    model = load_backbone("resnet50", "imagenet")                      # full profile: hub weights
+    model = load_backbone("resnet50", "models/pretrained/resnet50.pt")  # a local file
+    model = load_backbone("resnet18", "none")                          # random initialisation
+
+A weights spec is "imagenet" (torchvision's ImageNet weights, downloaded once into torch's
+hub cache, ~/.cache/torch/hub/checkpoints, or $TORCH_HOME), "none", or the path of a local
+file. A local file is either a plain state_dict (what a user without internet copies in, e.g.
+torchvision's resnet50-11ad3fa6.pth) or what `save_backbone` writes: the state_dict with the
+architecture name and class count, which the embedded profile's pretrain stage produces. Both
+go through the same strict load; a file of another architecture, with missing or unexpected
+keys or tensors of other shapes is an error that says what is wrong. There is no silent
+fallback: a failed download is an error naming the param and the ways out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from . import io
+from .params import ParamError
+
+ARCHS = ("resnet18", "resnet50")  # the catalogue's backbones (E7, E8)
+HUB = "imagenet"
+RANDOM = "none"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneError(ParamError):
+    """A backbone that cannot be built as asked (unknown arch, missing or mismatched weights).
+
+    A ParamError: the message names the params key the arch or weights came from.
+    """
+
+
+def build_backbone(arch: str, n_classes: int = 1000, seed: int | None = None, key: str = "arch") -> nn.Module:
+    """The torchvision architecture, randomly initialised (seeded), with an n_classes head."""
+    if arch not in ARCHS:
+        raise BackboneError(key, f"must be one of {', '.join(ARCHS)}; got {arch!r}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    return getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
+
+
+def load_backbone(arch: str, weights: str, *, key: str = "weights", arch_key: str = "arch", seed: int = 0) -> nn.Module:
+    """`arch` with the weights named by `weights` ("imagenet", "none" or a file path).
+
+    key, arch_key: the params keys the weights spec and the arch came from, named in errors.
+    """
+    if arch not in ARCHS:
+        raise BackboneError(arch_key, f"must be one of {', '.join(ARCHS)}; got {arch!r}")
+    if not isinstance(weights, str) or not weights:
+        raise BackboneError(key, f"must be {HUB!r}, {RANDOM!r} or the path of a weights file, got {weights!r}")
+    if weights == RANDOM:
+        return build_backbone(arch, seed=seed)
+    if weights == HUB:
+        state, n_classes = _hub_state_dict(arch, key), 1000
+    else:
+        state, n_classes = _file_state_dict(arch, Path(weights), key)
+    model = build_backbone(arch, n_classes, seed=seed)
+    _load_strict(model, state, arch, key, weights)
+    return model
+
+
+def save_backbone(path: str | Path, arch: str, model: nn.Module, source: str) -> None:
+    """Weights in the format load_backbone reads, written atomically; `source` says what trained them."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    n_classes = int(state["fc.weight"].shape[0])
+    with io.atomic_path(path) as tmp:
+        torch.save({"arch": arch, "n_classes": n_classes, "source": source, "state_dict": state}, tmp)
+
+
+def _hub_state_dict(arch: str, key: str) -> dict[str, torch.Tensor]:
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError; a corrupt download a RuntimeError
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise BackboneError(
+            key,
+            f"is {HUB!r}, but the ImageNet weights of {arch} cannot be had ({weights.url}): {err}. Without internet, "
+            f"copy that file into {cache} or set {key} to the path of a local weights file; or use the "
+            f"embedded profile's own pretrained backbones (dvc exp run -S {key}=models/pretrained/{arch}.pt)"
+        ) from None
+
+
+def _file_state_dict(arch: str, path: Path, key: str) -> tuple[dict[str, torch.Tensor], int]:
+    if not path.exists():
+        raise BackboneError(
+            key,
+            f"names the weights file {path}, which does not exist; run the pretrain stage (dvc repro pretrain), copy the "
+            f"file in, or set {key} to {HUB!r} (download) or {RANDOM!r} (random init)"
+        )
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated file or not a torch file at all: say which file
+        raise BackboneError(key, f"names {path}, which is not a readable torch weights file ({type(err).__name__}: {err})") from None
+    if isinstance(saved, dict) and "state_dict" in saved and "arch" in saved:
+        if saved["arch"] != arch:
+            raise BackboneError(key, f"names {path}, which holds {saved['arch']} weights, but the architecture is {arch}")
+        return saved["state_dict"], int(saved["n_classes"])
+    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
+        raise BackboneError(key, f"names {path}, which is neither a state_dict nor a file written by save_backbone")
+    head = saved.get("fc.weight")
+    return saved, int(head.shape[0]) if isinstance(head, torch.Tensor) else 1000
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, key: str, source: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''})")
+        if wrong:
+            parts.append(f"{len(wrong)} tensors of the wrong shape ({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''})")
+        raise BackboneError(key, f"names {source}, which does not fit torchvision's {arch}: {', '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def replace_head(model: nn.Module, n_classes: int, seed: int) -> nn.Module:
+    """A new, seeded, freshly initialised last layer (fc) with n_classes outputs."""
+    torch.manual_seed(seed)
+    model.fc = nn.Linear(model.fc.in_features, n_classes)
+    return model
+
+
+def grey_stem(model: nn.Module) -> nn.Module:
+    """A 1-channel first convolution: each filter's RGB weights summed (a grey image x
+    replicated to RGB gives conv(x) with the summed filter), so pretrained filters carry over."""
+    old = model.conv1
+    new = nn.Conv2d(1, old.out_channels, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(old.weight.sum(1, keepdim=True))
+    model.conv1 = new
+    return model
+
+
+def prepare_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images in [0, 1] (N, C, h, w) -> (N, C, size, size), standardised with ImageNet's
+    channel statistics as the pretrained weights expect (grey images: their mean)."""
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    if x.shape[1] == 1:
+        mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)

@@ -1,0 +1,192 @@
+"""E3. Deep-network grid search: two and three hidden ReLU layers, a grid over each layer's width.
+
+lr and batch size are fixed (SGD, cross-entropy); the two-layer grid trains for its epochs,
+the three-layer grid for its own. The top models by val accuracy (both depths together) are
+re-trained for longer, and the best of them by val accuracy is scored on the test split.
+Same data protocol and initialisation as E2 (reprodl.experiments.e2): the prepared train
+split minus a seeded 20% for validation; every model starts as `torch.manual_seed(seed);
+models.mlp(widths)` would, so a re-trained model retraces its grid run for the first epochs.
+
+Stacks: models that share their widths past the first layer train together (their first
+layers sit side by side without padding; only layer 2's input is padded to the widest).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .. import datasets, grid, io, plots
+from ..params import ParamError, check_dataset_name, get, positive_float, positive_int
+from .e1 import format_table
+from .e2 import check_fraction, check_grid_list, load_grid_data, _round
+
+DEPTHS = {"two_layers": 2, "three_layers": 3}
+REFERENCE = {
+    "two_layers": {"widths": "2048-128", "val_accuracy": 0.9752},
+    "three_layers": {"widths": "1024-10-1024", "val_accuracy": 0.9799, "epochs": 50},
+    "test_accuracy": 0.9806,
+}
+
+
+def check_params(e3: Mapping, data: Mapping, seed: int) -> dict:
+    """The `e3` section -> {"dataset", "val_fraction", "lr", "batch_size", per depth {widths, epochs}, "top", "retrain_epochs"}."""
+    out = {
+        "dataset": check_dataset_name(get(e3, "dataset", "e3"), "e3.dataset", data, task="multiclass"),
+        "val_fraction": check_fraction(get(e3, "val_fraction", "e3"), "e3.val_fraction"),
+        "lr": positive_float(get(e3, "lr", "e3"), "e3.lr"),
+        "batch_size": positive_int(get(e3, "batch_size", "e3"), "e3.batch_size"),
+        "top": positive_int(get(e3, "top", "e3"), "e3.top"),
+        "retrain_epochs": positive_int(get(e3, "retrain_epochs", "e3"), "e3.retrain_epochs"),
+        "seed": seed,
+    }
+    for name in DEPTHS:
+        section = get(e3, name, "e3")
+        unknown = sorted(set(section) - {"widths", "epochs"}) if isinstance(section, Mapping) else []
+        if unknown:
+            raise ParamError(f"e3.{name}.{unknown[0]}", "is not a key of this grid; allowed: widths, epochs")
+        out[name] = {
+            "widths": check_grid_list(get(section, "widths", f"e3.{name}"), f"e3.{name}.widths", "int"),
+            "epochs": positive_int(get(section, "epochs", f"e3.{name}"), f"e3.{name}.epochs"),
+        }
+    return out
+
+
+def _stack_jobs(widths_list: list[tuple[int, ...]], cfg: dict, data: dict, n_classes: int, epochs: int, progress: bool, tag: str, eval_test: bool = False) -> list[dict]:
+    """One fit_stack job per group of models that share every width past the first."""
+    groups: dict[tuple, list[tuple[int, ...]]] = {}
+    for widths in widths_list:
+        groups.setdefault((len(widths), widths[1:]), []).append(widths)
+    # Costliest stacks first: the worker pool hands them out in order.
+    n_inputs = data["train"][0].shape[1]
+    ordered = sorted(groups.values(), key=lambda ws: -sum(n_inputs * w[0] + sum(a * b for a, b in zip(w, w[1:])) for w in ws))
+    return [
+        dict(
+            specs=[grid.ModelSpec(w, cfg["lr"], cfg["seed"]) for w in group], train=data["train"], val=data["val"],
+            batch_size=cfg["batch_size"], epochs=epochs, seed=cfg["seed"], n_classes=n_classes,
+            snapshot_epochs=[epochs] if eval_test else [], eval_sets={"test": data["test"]} if eval_test else None,
+            progress=progress, desc=f"e3 {tag} {'x'.join(map(str, group[0][1:]))}",
+        )
+        for group in ordered
+    ]
+
+
+def _rows(results: list[grid.StackResult], epochs: int) -> list[dict]:
+    rows = []
+    for result in results:
+        for m, spec in enumerate(result.specs):
+            rows.append({
+                "depth": len(spec.widths),
+                "widths": "-".join(map(str, spec.widths)),
+                **{f"width{i + 1}": w for i, w in enumerate(spec.widths)},
+                "epochs": epochs, "lr": spec.lr,
+                "val_accuracy": result.val_accuracy[m, -1],
+                "val_loss": result.val_loss[m, -1],
+                "train_loss": result.train_loss[m, -1],
+                "diverged": bool(result.diverged_epoch[m]),
+                "seconds": round(result.seconds[-1] / len(result.specs), 4),
+                "train_loss_curve": json.dumps([_round(v) for v in result.train_loss[m]]),
+                "val_loss_curve": json.dumps([_round(v) for v in result.val_loss[m]]),
+            })
+    return rows
+
+
+def run_e3(cfg: dict, prepared_dir: Path, *, figures_dir: Path, report_path: Path, workers: int = 1, progress: bool = True) -> dict:
+    meta = datasets.load_meta(prepared_dir)
+    data = load_grid_data(prepared_dir, cfg["val_fraction"], cfg["seed"])
+    n_classes = len(meta["classes"])
+    show = progress and workers == 1
+    start = time.perf_counter()
+    tables = []
+    for name, depth in DEPTHS.items():
+        widths = list(itertools.product(cfg[name]["widths"], repeat=depth))
+        jobs = _stack_jobs(widths, cfg, data, n_classes, cfg[name]["epochs"], show, name)
+        tables.append(pd.DataFrame(_rows(grid.fit_stacks(jobs, workers), cfg[name]["epochs"])))
+        print(f"e3 {name}: {len(widths)} models x {cfg[name]['epochs']} epochs ({time.perf_counter() - start:.1f} s so far)")
+    table = pd.concat(tables, ignore_index=True)
+    ranked = table.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], na_position="last").reset_index(drop=True)
+
+    # Re-train the top models for retrain_epochs; the best of them by val goes to test.
+    top_widths = [tuple(int(w) for w in s.split("-")) for s in ranked["widths"].head(cfg["top"])]
+    jobs = _stack_jobs(top_widths, cfg, data, n_classes, cfg["retrain_epochs"], show, "top", eval_test=True)
+    results = grid.fit_stacks(jobs, workers)
+    retrained = pd.DataFrame(_rows(results, cfg["retrain_epochs"]))
+    retrained["test_accuracy"] = np.concatenate([r.snapshots[cfg["retrain_epochs"]]["test_accuracy"] for r in results])
+    retrained = retrained.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], na_position="last").reset_index(drop=True)
+    seconds = time.perf_counter() - start
+    best = retrained.iloc[0]
+    print(f"e3 best: {best['widths']} val {best['val_accuracy']:.4f} test {best['test_accuracy']:.4f} ({seconds:.1f} s)")
+
+    with io.atomic_path(figures_dir / "results.csv", suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with io.atomic_path(figures_dir / "top.csv", suffix=".csv") as tmp:
+        retrained.drop(columns="test_accuracy").to_csv(tmp, index=False)  # test only for the one best model
+    two = table[table["depth"] == 2].pivot(index="width1", columns="width2", values="val_accuracy")
+    plots.accuracy_heatmap(two, figures_dir / "two_layers.png", title=f"E3: val accuracy, two layers, {cfg['two_layers']['epochs']} epochs")
+    curves = {f"{r['widths']} ({r['val_accuracy']:.4f})": (json.loads(r["train_loss_curve"]), json.loads(r["val_loss_curve"])) for _, r in retrained.iterrows()}
+    plots.loss_curves(curves, figures_dir / "top_curves.png", title=f"E3: top {cfg['top']} re-trained, train (solid) and val (dashed) loss")
+
+    metrics = {"n_models": len(table), "n_diverged": int(table["diverged"].sum()), "seconds": round(seconds, 1)}
+    for name, depth in DEPTHS.items():
+        r = ranked[ranked["depth"] == depth].iloc[0]
+        metrics[name] = {"best": {"widths": r["widths"], "val": {"accuracy": float(r["val_accuracy"])}}}
+    metrics["best"] = {
+        "widths": best["widths"], "depth": int(best["depth"]), "epochs": cfg["retrain_epochs"],
+        "val": {"accuracy": float(best["val_accuracy"]), "loss": float(best["val_loss"])},
+        "test": {"accuracy": float(best["test_accuracy"])},
+    }
+    io.write_text(report_path, e3_report(meta, cfg, ranked, retrained, metrics))
+    return {"e3": metrics}
+
+
+def e3_report(meta: dict, cfg: dict, ranked: pd.DataFrame, retrained: pd.DataFrame, metrics: dict) -> str:
+    def rows(frame: pd.DataFrame) -> list[tuple]:
+        return [(r["widths"], int(r["epochs"]), f"{r['val_accuracy']:.4f}", f"{r['val_loss']:.4f}", "yes" if r["diverged"] else "") for _, r in frame.iterrows()]
+
+    header = ("widths", "epochs", "val acc", "val loss", "diverged")
+    best = metrics["best"]
+    parts = [
+        "# E3. Deep-network grid search",
+        "",
+        f"Data: {meta['source']} ({meta['profile']} profile), the same train / val split as E2. SGD lr {cfg['lr']}, batch "
+        f"{cfg['batch_size']}. Two layers: widths {cfg['two_layers']['widths']} each, {cfg['two_layers']['epochs']} epochs; "
+        f"three layers: widths {cfg['three_layers']['widths']} each, {cfg['three_layers']['epochs']} epochs "
+        f"({metrics['n_models']} models, {metrics['n_diverged']} diverged); top {cfg['top']} re-trained for "
+        f"{cfg['retrain_epochs']} epochs. {metrics['seconds']:.1f} s in all (reprodl.grid).",
+        "",
+        "## Best after re-training, then its test accuracy",
+        "",
+        format_table(
+            [
+                ("this run", best["widths"], best["epochs"], f"{best['val']['accuracy']:.4f}", f"{best['test']['accuracy']:.4f}"),
+                ("reference (full MNIST)", REFERENCE["three_layers"]["widths"], 50, f"{REFERENCE['three_layers']['val_accuracy']:.4f}", f"{REFERENCE['test_accuracy']:.4f}"),
+            ],
+            ("", "widths", "epochs", "val acc", "test acc"),
+        ),
+        "",
+        f"Best two-layer model in the grid: {metrics['two_layers']['best']['widths']} (val {metrics['two_layers']['best']['val']['accuracy']:.4f}; "
+        f"reference {REFERENCE['two_layers']['widths']}, {REFERENCE['two_layers']['val_accuracy']:.4f}). "
+        f"Best three-layer: {metrics['three_layers']['best']['widths']} (val {metrics['three_layers']['best']['val']['accuracy']:.4f}).",
+        "",
+        f"## Top {cfg['top']} re-trained for {cfg['retrain_epochs']} epochs",
+        "",
+        format_table(rows(retrained), header),
+        "",
+        "## Grid: top 10",
+        "",
+        format_table(rows(ranked.head(10)), header),
+        "",
+        "## Grid: bottom 5",
+        "",
+        format_table(rows(ranked[ranked["val_accuracy"].notna()].tail(5)), header),
+        "",
+        "Figures: plots/e3/two_layers.png (val accuracy over the two-layer grid), plots/e3/top_curves.png. "
+        "Tables: plots/e3/results.csv (every grid model, per-epoch losses as JSON lists), plots/e3/top.csv (re-trained).",
+    ]
+    return "\n".join(parts) + "\n"

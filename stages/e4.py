@@ -1,0 +1,29 @@
+"""Stage e4: manifold untangling (t-SNE / PCA maps of the test set through the E1 models)."""
+
+from pathlib import Path
+
+from common import load_params, run, show_progress
+
+from reprodl import io
+from reprodl.experiments.e4 import check_params, run_e4
+from reprodl.params import check_data, check_seed
+
+
+def main() -> None:
+    params = load_params()
+    seed = check_seed(params)
+    cfg = check_params(params["e4"], check_data(params["data"]), seed)  # run_e4 checks layers and perplexity against the files first
+    metrics = run_e4(
+        cfg,
+        Path(f"data/prepared/{cfg['dataset']}"),
+        models_dir=Path("models/e1"),
+        plots_dir=Path("plots/e4"),
+        report_path=Path("reports/e4.md"),
+        seed=seed,
+        progress=show_progress(),
+    )
+    io.write_json("metrics/e4.json", metrics)
+
+
+if __name__ == "__main__":
+    run(main)

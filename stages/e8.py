@@ -1,0 +1,31 @@
+"""Stage e8: ResNet-18 on MNIST three ways (scratch, pretrained all trained, pretrained layer4 + fc)."""
+
+from pathlib import Path
+
+from common import LiveTracker, load_params, run, show_progress
+
+from reprodl import io
+from reprodl.experiments.e8 import check_params, run_e8
+from reprodl.params import check_data, check_seed
+
+
+def main() -> None:
+    params = load_params()
+    seed = check_seed(params)
+    cfg = check_params(params["e8"], check_data(params["data"]), seed)  # every check before any work
+    tracker = LiveTracker("plots/e8/live")
+    metrics = run_e8(
+        cfg,
+        Path(f"data/prepared/{cfg['dataset']}"),
+        report_path=Path("reports/e8.md"),
+        summary_path=Path("plots/e8/layer_summary.txt"),
+        tracker=tracker,
+        seed=seed,
+        progress=show_progress(),
+    )
+    tracker.close()
+    io.write_json("metrics/e8.json", metrics)
+
+
+if __name__ == "__main__":
+    run(main)

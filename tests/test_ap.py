@@ -1,0 +1,56 @@
+"""Average precision (E7): both definitions against hand-computed values, and VOC07's "difficult"."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from reprodl import metrics
+
+SCORES = np.array([0.9, 0.8, 0.7, 0.6])
+POSITIVE = np.array([1, 0, 1, 0])
+
+
+def test_non_interpolated_ap_by_hand():
+    # Positives at ranks 1 and 3: precisions 1/1 and 2/3.
+    assert metrics.average_precision(SCORES, POSITIVE) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_voc07_eleven_point_ap_by_hand():
+    # Recall 0.5 at precision 1 (rank 1), recall 1 at precision 2/3 (rank 3): the 6 levels
+    # 0.0..0.5 take 1, the 5 levels 0.6..1.0 take 2/3.
+    assert metrics.average_precision_voc07(SCORES, POSITIVE) == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
+
+
+def test_perfect_ranking_is_one_and_no_positive_is_nan():
+    assert metrics.average_precision_voc07(SCORES, [1, 1, 0, 0]) == 1.0
+    assert metrics.average_precision(SCORES, [1, 1, 0, 0]) == 1.0
+    assert math.isnan(metrics.average_precision(SCORES, [0, 0, 0, 0]))
+
+
+def test_non_interpolated_equals_sklearn_without_ties():
+    rng = np.random.default_rng(0)
+    scores, positive = rng.random((200, 3)), rng.random((200, 3)) < 0.3
+    ours = metrics.per_class_ap(scores, positive, method="sklearn")
+    theirs = [average_precision_score(positive[:, k], scores[:, k]) for k in range(3)]
+    assert np.allclose(ours, theirs)
+
+
+def test_difficult_images_are_neither_positive_nor_negative():
+    scores = np.array([[0.9], [0.8], [0.7], [0.6]])
+    present = np.array([[1], [1], [0], [1]])
+    difficult = np.array([[1], [0], [0], [0]])  # image 0 holds the class only as difficult objects
+    # Ignored: positive, negative, positive -> (1 + 2/3) / 2; counted: ranks 1, 2, 4 -> (1 + 1 + 3/4) / 3.
+    assert metrics.per_class_ap(scores, present, difficult, "sklearn")[0] == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.per_class_ap(scores, present, None, "sklearn")[0] == pytest.approx((1 + 1 + 3 / 4) / 3)
+    assert metrics.mean_ap(np.hstack([scores, scores]), np.hstack([present, present]), np.hstack([difficult, difficult])) == pytest.approx(
+        metrics.average_precision_voc07(scores[1:, 0], present[1:, 0])
+    )
+
+
+def test_unknown_ap_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown AP method 'voc12'"):
+        metrics.per_class_ap(SCORES[:, None], POSITIVE[:, None], method="voc12")

@@ -1,0 +1,93 @@
+"""Backbone factories and weight loading: one code path for hub, local and pipeline-made weights."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from reprodl import backbones
+from reprodl.params import ParamError
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    return backbones.build_backbone("resnet18", n_classes=10, seed=0)
+
+
+def test_a_saved_backbone_loads_back_identically(tmp_path, resnet18):
+    backbones.save_backbone(tmp_path / "r18.pt", "resnet18", resnet18, "test")
+    loaded = backbones.load_backbone("resnet18", str(tmp_path / "r18.pt"))
+    assert loaded.fc.out_features == 10
+    for (name, a), b in zip(resnet18.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_plain_state_dict_loads_like_a_downloaded_file(tmp_path):
+    """A user without internet copies torchvision's file in: a plain state_dict with a 1000-class fc."""
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "resnet18-copy.pth")
+    loaded = backbones.load_backbone("resnet18", str(tmp_path / "resnet18-copy.pth"))
+    assert loaded.fc.out_features == 1000
+    assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
+
+
+def test_missing_file_names_the_param_and_the_ways_out(tmp_path):
+    with pytest.raises(backbones.BackboneError, match=r"e7\.weights names the weights file .*missing\.pt, which does not exist; run the pretrain stage"):
+        backbones.load_backbone("resnet50", str(tmp_path / "missing.pt"), key="e7.weights")
+
+
+def test_mismatched_files_are_clear_errors(tmp_path, resnet18):
+    backbones.save_backbone(tmp_path / "r18.pt", "resnet18", resnet18, "test")
+    with pytest.raises(backbones.BackboneError, match="holds resnet18 weights, but the architecture is resnet50"):
+        backbones.load_backbone("resnet50", str(tmp_path / "r18.pt"), key="e7.weights")
+    state = resnet18.state_dict()
+    del state["layer4.1.bn2.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    state["conv1.weight"] = torch.zeros(64, 1, 7, 7)
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(backbones.BackboneError) as err:
+        backbones.load_backbone("resnet18", str(tmp_path / "broken.pth"), key="e8.weights")
+    message = str(err.value)
+    assert "e8.weights" in message and "1 missing keys (layer4.1.bn2.weight)" in message
+    assert "1 unexpected keys (extra.weight)" in message and "conv1.weight (64, 1, 7, 7) != (64, 3, 7, 7)" in message
+    (tmp_path / "junk.pt").write_text("not a torch file")
+    with pytest.raises(backbones.BackboneError, match="not a readable torch weights file"):
+        backbones.load_backbone("resnet18", str(tmp_path / "junk.pt"))
+
+
+def test_hub_without_network_is_an_error_not_a_fallback(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    # torchvision's download function, as called by Weights.get_state_dict: what fails offline.
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(backbones.BackboneError) as err:
+        backbones.load_backbone("resnet18", "imagenet", key="e8.weights")
+    message = str(err.value)
+    assert "params.yaml: e8.weights is 'imagenet'" in message and "name resolution" in message
+    assert "local weights file" in message and "models/pretrained/resnet18.pt" in message
+
+
+def test_unknown_arch_and_bad_specs_are_param_errors():
+    with pytest.raises(ParamError, match="e7.arch must be one of resnet18, resnet50; got 'resnet51'"):
+        backbones.load_backbone("resnet51", "none", arch_key="e7.arch")
+    with pytest.raises(ParamError, match="e7.weights must be 'imagenet', 'none' or the path"):
+        backbones.load_backbone("resnet50", "", key="e7.weights")
+
+
+def test_grey_stem_sums_the_rgb_filters(resnet18):
+    """A grey image through the summed filter equals the RGB model on that image replicated."""
+    x = torch.rand(2, 1, 32, 32)
+    rgb = resnet18.conv1(x.expand(-1, 3, -1, -1))
+    grey = backbones.grey_stem(backbones.build_backbone("resnet18", 10, seed=0)).conv1(x)
+    assert torch.allclose(rgb, grey, atol=1e-5)
+
+
+def test_prepare_images_resizes_and_standardises():
+    x = torch.rand(3, 1, 28, 28)
+    out = backbones.prepare_images(x, 32)
+    assert out.shape == (3, 1, 32, 32)
+    assert out.mean() < x.mean()  # ImageNet means subtracted
