@@ -71,7 +71,7 @@ def our_features(model: nn.Module, images: np.ndarray, size: int, batch_size: in
 def head_map(features: torch.Tensor, present: torch.Tensor, difficult: torch.Tensor, n_train: int) -> float:
     """Test mAP (VOC07) of a linear head trained on the first n_train rows, tested on the rest."""
     cfg = engine.TrainConfig(epochs=30, batch_size=32, lr=0.003, optimizer="adam", loss="bce_with_logits")
-    split = {"train": slice(0, n_train), "val": slice(n_train, n_train), "test": slice(n_train, None)}
+    split = {"train": slice(0, n_train), "val": slice(n_train, None), "test": slice(n_train, None)}  # val: curves only
     scores = e7.train_linear_head({s: features[i] for s, i in split.items()}, {s: present[i] for s, i in split.items()}, cfg, seed=0, progress=False)
     labels = {s: {"present": present[i], "difficult": difficult[i]} for s, i in split.items()}
     return e7.ap_table({**scores, "train": scores["test"]}, {**labels, "train": labels["test"]}, [str(k) for k in range(present.shape[1])])["test"]["map_voc07"]

@@ -17,6 +17,7 @@ import torch
 from torchinfo import summary
 
 from .. import datasets, engine, io, models, plots
+from ..tables import format_table
 from ..params import (
     ParamError,
     check_dataset_name,
@@ -254,13 +255,6 @@ def _shape(t: torch.Tensor) -> str:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def format_table(rows: list[tuple], header: tuple[str, ...]) -> str:
-    """A Markdown table (renders on GitHub and reads in a terminal)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def e1_report(meta: dict, results: dict, summaries: dict, perceptron_table, configs: dict) -> str:

@@ -29,7 +29,7 @@ import torch
 
 from .. import datasets, engine, grid, io, plots
 from ..params import ParamError, check_dataset_name, get, non_empty_list, positive_float, positive_int
-from .e1 import format_table
+from ..tables import format_table
 
 HYPER_PARAMETERS = ("batch", "epochs", "lr", "hidden")
 # The catalogue's numbers (full MNIST, 48,000 / 12,000 split).

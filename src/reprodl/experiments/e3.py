@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import datasets, grid, io, plots
 from ..params import ParamError, check_dataset_name, get, positive_float, positive_int
-from .e1 import format_table
+from ..tables import format_table
 from .e2 import check_fraction, check_grid_list, load_grid_data, _round
 
 DEPTHS = {"two_layers": 2, "three_layers": 3}

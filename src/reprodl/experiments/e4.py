@@ -19,7 +19,7 @@ import torch
 
 from .. import datasets, engine, hooks, io, manifold, models, plots
 from ..params import ParamError, check_dataset_name, get, non_empty_list, positive_float, positive_int
-from .e1 import format_table
+from ..tables import format_table
 
 PIXELS = "pixels"  # the representation with no model: the flattened images
 LABELS = {"tsne": "t-SNE", "pca": "PCA"}

@@ -29,7 +29,7 @@ from scipy.stats import wilcoxon
 from .. import datasets, engine, io, manifold, plots
 from ..autoencoder import ENGINE_LOSS, LOSSES, autoencoder, encode, reconstruct, save_autoencoder
 from ..params import ParamError, check_dataset_name, check_train, get, non_empty_list, one_of, positive_float, positive_int
-from .e1 import format_table
+from ..tables import format_table
 
 # The catalogue's datasets, 28 x 28 grey images in both profiles: the input size of every model.
 INPUT_SIZE = {"mnist": 784, "fashion_mnist": 784}

@@ -28,7 +28,7 @@ import torch.nn as nn
 from .. import backbones, datasets, engine, io, metrics
 from ..hooks import extract_features as hook_features
 from ..params import ParamError, check_dataset_name, check_train, get, one_of, positive_int
-from .e1 import format_table
+from ..tables import format_table
 
 # The catalogue's numbers (full VOC2007, ImageNet ResNet50, mAP in %) and this repo's embedded targets.
 REFERENCE = {

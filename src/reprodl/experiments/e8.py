@@ -23,7 +23,7 @@ from torchinfo import summary
 
 from .. import backbones, datasets, engine, io, models
 from ..params import ParamError, check_dataset_name, check_train, get, non_empty_list, one_of, positive_int
-from .e1 import format_table
+from ..tables import format_table
 
 VARIANTS = ("scratch", "pretrained_all", "pretrained_layer4")
 TRAINED_WHEN_FROZEN = ("layer4", "fc")  # the modules pretrained_layer4 trains
