@@ -33,10 +33,14 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.fixture(scope="module")
-def shrunk_repo(tmp_path_factory) -> Path:
-    """A copy of the repository's files (tracked and new, not ignored), with shrunk params, freshly reproduced."""
-    repo = tmp_path_factory.mktemp("repo")
+def commit(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message], repo)
+
+
+def shrunk_copy(repo: Path, extra: dict | None = None) -> Path:
+    """Copy the repository's sources (tracked and new, not ignored; no outputs) into `repo`,
+    merge tests/e2e_params.yaml (then `extra`) over params.yaml, and commit it as a new git repo."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
     skip = ("data/", "models/", "metrics/", "plots/", "reports/", "dvc.lock")  # outputs: the copy makes its own
     for rel in listed.stdout.splitlines():
@@ -46,12 +50,17 @@ def shrunk_repo(tmp_path_factory) -> Path:
         dst = repo / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    overrides = yaml.safe_load((ROOT / "tests" / "e2e_params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, overrides), sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"]):
-        run(cmd, repo)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "shrunk copy"], repo)
+    params = deep_merge(yaml.safe_load((repo / "params.yaml").read_text()), yaml.safe_load((ROOT / "tests" / "e2e_params.yaml").read_text()))
+    (repo / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, extra or {}), sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    commit(repo, "shrunk copy")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def shrunk_repo(tmp_path_factory) -> Path:
+    """A shrunk copy of the repository, freshly reproduced."""
+    repo = shrunk_copy(tmp_path_factory.mktemp("repo"))
     run(["dvc", "repro"], repo)
     return repo
 
@@ -85,8 +94,7 @@ def test_metrics_are_named_experiment_model_split_measure(shrunk_repo: Path):
 
 @pytest.mark.slow
 def test_exp_run_with_a_param_override_shows_in_exp_show(shrunk_repo: Path):
-    run(["git", "add", "-A"], shrunk_repo)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "baseline"], shrunk_repo)
+    commit(shrunk_repo, "baseline")
     run(["dvc", "exp", "run", "-S", "e1.logreg.lr=0.05", "-n", "lower-lr"], shrunk_repo)
     rows = json.loads(run(["dvc", "exp", "show", "--json"], shrunk_repo).stdout)
     exps = [exp for row in rows for exp in row.get("experiments") or []]

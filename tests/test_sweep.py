@@ -4,38 +4,17 @@ run by a queue worker, compared by `dvc exp show` (the README's recipe, shrunk).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-from test_pipeline import ROOT, deep_merge, run
-
-SKIP = ("data/", "models/", "metrics/", "plots/", "reports/", "dvc.lock")  # outputs: the copy makes its own
-
-
-def commit(repo: Path, message: str) -> None:
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message], repo)
+from test_pipeline import commit, run, shrunk_copy
 
 
 @pytest.mark.slow
 def test_queued_sweep_of_a_grid_list_shows_both_experiments(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRODL_WORKERS", "1")  # the queue worker's stage: one process
-    repo = tmp_path / "repo"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for rel in listed.stdout.splitlines():
-        if not rel.startswith(SKIP) and (ROOT / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, repo / rel)
-    params = deep_merge(yaml.safe_load((repo / "params.yaml").read_text()), yaml.safe_load((ROOT / "tests" / "e2e_params.yaml").read_text()))
-    params["e2"]["grid"] = {"batch": [32], "epochs": [1], "lr": [0.1], "hidden": [5]}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    commit(repo, "shrunk copy")
+    repo = shrunk_copy(tmp_path / "repo", {"e2": {"grid": {"batch": [32], "epochs": [1], "lr": [0.1], "hidden": [5]}}})
     run(["dvc", "repro", "e2"], repo)  # only e2 and what it needs: fetch@mnist, prepare@mnist
     commit(repo, "baseline")
 
