@@ -23,6 +23,15 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
         return yaml.safe_load(f)
 
 
+def checked_section(name: str, check_params: Callable[[dict, dict, int], dict]) -> tuple[dict, int]:
+    """(validated params section `name`, seed): every check runs before the stage does any work."""
+    from reprodl.params import check_data, check_seed
+
+    params = load_params()
+    seed = check_seed(params)
+    return check_params(params[name], check_data(params["data"]), seed), seed
+
+
 def show_progress() -> bool:
     """Progress bars unless REPRODL_PROGRESS=0 (the end-to-end test turns them off)."""
     return os.environ.get("REPRODL_PROGRESS", "1") != "0"

@@ -2,17 +2,14 @@
 
 from pathlib import Path
 
-from common import LiveTracker, load_params, run, show_progress
+from common import LiveTracker, checked_section, run, show_progress
 
 from reprodl import io
 from reprodl.experiments.e1 import check_params, run_e1
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    cfg = check_params(params["e1"], check_data(params["data"]), seed)  # every check before any work
+    cfg, seed = checked_section("e1", check_params)  # every check before any work
     tracker = LiveTracker("plots/e1/live")
     metrics = run_e1(
         cfg,

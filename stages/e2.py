@@ -6,17 +6,14 @@ under `dvc queue start -j 2` set REPRODL_WORKERS=1 so the two queued experiments
 
 from pathlib import Path
 
-from common import load_params, run, show_progress
+from common import checked_section, run, show_progress
 
 from reprodl import grid, io
 from reprodl.experiments.e2 import check_params, run_e2
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    cfg = check_params(params["e2"], check_data(params["data"]), seed)  # every check before any work
+    cfg, seed = checked_section("e2", check_params)  # every check before any work
     metrics = run_e2(
         cfg,
         Path(f"data/prepared/{cfg['dataset']}"),

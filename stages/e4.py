@@ -2,17 +2,14 @@
 
 from pathlib import Path
 
-from common import load_params, run, show_progress
+from common import checked_section, run, show_progress
 
 from reprodl import io
 from reprodl.experiments.e4 import check_params, run_e4
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    cfg = check_params(params["e4"], check_data(params["data"]), seed)  # run_e4 checks layers and perplexity against the files first
+    cfg, seed = checked_section("e4", check_params)  # run_e4 checks layers and perplexity against the files first
     metrics = run_e4(
         cfg,
         Path(f"data/prepared/{cfg['dataset']}"),

@@ -2,17 +2,14 @@
 
 from pathlib import Path
 
-from common import LiveTracker, load_params, run, show_progress
+from common import LiveTracker, checked_section, run, show_progress
 
 from reprodl import io
 from reprodl.experiments.e5 import check_params, run_e5
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    cfg = check_params(params["e5"], check_data(params["data"]), seed)  # run_e5 checks the splits' sizes first
+    cfg, seed = checked_section("e5", check_params)  # run_e5 checks the splits' sizes first
     tracker = LiveTracker("plots/e5/live")
     metrics = run_e5(
         cfg,

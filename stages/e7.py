@@ -2,18 +2,14 @@
 
 from pathlib import Path
 
-from common import LiveTracker, load_params, run, show_progress
+from common import LiveTracker, checked_section, run, show_progress
 
 from reprodl import io
 from reprodl.experiments.e7 import check_params, run_heads
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    data = check_data(params["data"])
-    cfg = check_params(params["e7"], data, seed)  # every check before any work
+    cfg, seed = checked_section("e7", check_params)  # every check before any work
     tracker = LiveTracker("plots/e7/heads_live")
     metrics = run_heads(
         cfg,
@@ -25,7 +21,6 @@ def main() -> None:
         tracker=tracker,
         seed=seed,
         progress=show_progress(),
-        profile=data["profile"],
     )
     tracker.close()
     io.write_json("metrics/e7.json", metrics)

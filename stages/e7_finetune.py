@@ -6,17 +6,14 @@ Resumes from models/e7/checkpoint.pt after an interruption. Runs unchanged under
 
 from pathlib import Path
 
-from common import LiveTracker, load_params, run, show_progress
+from common import LiveTracker, checked_section, run, show_progress
 
 from reprodl import engine, io
 from reprodl.experiments.e7 import check_params, finetune
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    cfg = check_params(params["e7"], check_data(params["data"]), seed)  # every check before any work
+    cfg, seed = checked_section("e7", check_params)  # every check before any work
     rank, _ = engine.init_distributed()
     tracker = LiveTracker("plots/e7/live") if rank == 0 else None
     scores, info = finetune(

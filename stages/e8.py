@@ -2,17 +2,14 @@
 
 from pathlib import Path
 
-from common import LiveTracker, load_params, run, show_progress
+from common import LiveTracker, checked_section, run, show_progress
 
 from reprodl import io
 from reprodl.experiments.e8 import check_params, run_e8
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    cfg = check_params(params["e8"], check_data(params["data"]), seed)  # every check before any work
+    cfg, seed = checked_section("e8", check_params)  # every check before any work
     tracker = LiveTracker("plots/e8/live")
     metrics = run_e8(
         cfg,

@@ -2,17 +2,14 @@
 
 from pathlib import Path
 
-from common import load_params, run, show_progress
+from common import checked_section, run, show_progress
 
 from reprodl import io
 from reprodl.experiments.pretrain import check_params, run_pretrain
-from reprodl.params import check_data, check_seed
 
 
 def main() -> None:
-    params = load_params()
-    seed = check_seed(params)
-    cfg = check_params(params["pretrain"], check_data(params["data"]), seed)  # every check before any work
+    cfg, seed = checked_section("pretrain", check_params)  # every check before any work
     metrics = run_pretrain(cfg, Path(f"data/prepared/{cfg['dataset']}"), Path("models/pretrained"), seed=seed, progress=show_progress())
     io.write_json("metrics/pretrain.json", metrics)
 

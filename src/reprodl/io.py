@@ -62,11 +62,3 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-
-
-def nested_set(tree: dict, dotted_key: str, value: Any) -> None:
-    """nested_set(d, "e1.convnet.test.accuracy", 0.99) -> d["e1"]["convnet"]["test"]["accuracy"]."""
-    *parents, leaf = dotted_key.split(".")
-    for key in parents:
-        tree = tree.setdefault(key, {})
-    tree[leaf] = value

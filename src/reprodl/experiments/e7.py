@@ -220,7 +220,7 @@ def _labels_of_rows(scenes: dict, train_index: torch.Tensor) -> dict[str, dict[s
 
 def run_heads(
     cfg: dict, prepared_dir: Path, features_dir: Path, finetune_scores: Path, *, report_path: Path, figure_path: Path,
-    tracker: Tracker | None = None, seed: int = 0, progress: bool = True, profile: str = "embedded",
+    tracker: Tracker | None = None, seed: int = 0, progress: bool = True,
 ) -> dict:
     """Linear heads on the cached features; AP of them and of the fine-tuned model; the report."""
     prepared_dir = Path(prepared_dir)
@@ -244,7 +244,7 @@ def run_heads(
     labels = _labels_of_rows(scenes, torch.from_numpy(saved["train_index"]))
     results["finetuned"] = {**ap_table(scores, labels, classes), "seconds": float(saved["seconds"]), "train_images": len(saved["train_index"])}
     _ap_figure(results, classes, figure_path)
-    io.write_text(report_path, e7_report(meta, cfg, results, profile))
+    io.write_text(report_path, e7_report(meta, cfg, results))
     return {"e7": results}
 
 
@@ -266,8 +266,8 @@ def _ap_figure(results: dict, classes: list[str], path: Path) -> None:
     io.save_figure(fig, path)
 
 
-def e7_report(meta: dict, cfg: dict, results: dict, profile: str) -> str:
-    sizes = meta["sizes"]
+def e7_report(meta: dict, cfg: dict, results: dict) -> str:
+    sizes, profile = meta["sizes"], meta["profile"]
     rows = []
     for name in MODELS:
         r, ref = results[name], REFERENCE.get(name, {})
