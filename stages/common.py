@@ -52,6 +52,9 @@ def run(main: Callable[[], None]) -> None:
         known += (DownloadError,)
     except ImportError:  # pragma: no cover
         pass
+    from reprodl.heap import retain_freed_memory
+
+    retain_freed_memory()  # every stage re-allocates same-sized buffers in loops (see reprodl.heap)
     try:
         main()
     except known as err:

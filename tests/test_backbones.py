@@ -91,3 +91,15 @@ def test_prepare_images_resizes_and_standardises():
     out = backbones.prepare_images(x, 32)
     assert out.shape == (3, 1, 32, 32)
     assert out.mean() < x.mean()  # ImageNet means subtracted
+
+
+@pytest.mark.parametrize("arch, last_bn", [("resnet18", "bn2"), ("resnet50", "bn3")])
+def test_zero_init_residual_starts_every_block_as_the_identity(arch, last_bn):
+    """Pretraining's init: each residual block's last BatchNorm scale is zero; the default keeps torchvision's."""
+    zeroed = backbones.build_backbone(arch, 10, seed=0, zero_init_residual=True)
+    default = backbones.build_backbone(arch, 10, seed=0)
+    blocks = [name for name, m in zeroed.named_modules() if hasattr(m, last_bn) and name.startswith("layer")]
+    assert len(blocks) == (8 if arch == "resnet18" else 16)
+    for name in blocks:
+        assert torch.count_nonzero(getattr(zeroed.get_submodule(name), last_bn).weight) == 0, name
+        assert torch.all(getattr(default.get_submodule(name), last_bn).weight == 1), name

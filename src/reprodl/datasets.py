@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-
-from . import io, scenes
+from . import io
 
 PROFILES = ("embedded", "full")
 SPLITS = ("train", "val", "test")
@@ -139,6 +137,8 @@ def stratified_split(
     # Counts, not fractions, so that 10% of 5,000 is exactly 500 in each split.
     n_val, n_test = int(round(val_f * len(index))), int(round(test_f * len(index)))
     stratify = labels if _can_stratify(labels, min(n for n in (n_val, n_test, len(index) - n_val - n_test) if n > 0)) else None
+    from sklearn.model_selection import train_test_split  # imported here: fetch stages need neither sklearn nor torch
+
     if n_test > 0:
         rest, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=stratify)
     else:
@@ -215,6 +215,8 @@ def subsample(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     index = np.arange(len(labels))
     if n is None or n >= len(labels):
         return index
+    from sklearn.model_selection import train_test_split
+
     stratify = labels if _can_stratify(labels, min(n, len(labels) - n)) else None
     keep, _ = train_test_split(index, train_size=n, random_state=seed, stratify=stratify)
     return np.sort(keep)
@@ -225,6 +227,8 @@ def _take(x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> dict[str
 
 
 def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options, colour_size):
+    from . import scenes  # torch: only the stand-ins built from digits need it
+
     raw = io.load_npz(raw_dir / "raw.npz")
     keep = subsample(raw["y"], max_images, seed)
     x, y = raw["x"][keep], raw["y"][keep]

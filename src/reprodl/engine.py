@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import io
+from .heap import retain_freed_memory
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -180,6 +181,7 @@ def fit(
     n = len(x_train)
     if n == 0:
         raise ValueError("the training split is empty")
+    retain_freed_memory()  # every step re-allocates the same buffers: keep them (see reprodl.heap)
     rank, world = distributed_rank_world()
     device = _device_of(model)
     generator = torch.Generator().manual_seed(cfg.seed)

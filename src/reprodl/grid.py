@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import models
+from .heap import retain_freed_memory
 
 # relu's own backward: grad where the activation is > 0, else 0 (also 0 where it is NaN).
 _relu_backward = torch.ops.aten.threshold_backward
@@ -244,6 +245,7 @@ def fit_stack(
     Val loss and accuracy are taken after every epoch; `eval_sets` ({"test": (x, y)}) after
     the epochs in `snapshot_epochs` only. Returns the results and the trained stack.
     """
+    retain_freed_memory()  # see reprodl.heap
     x_train, y_train = train
     n = len(x_train)
     n_classes = n_classes or int(max(y_train.max(), val[1].max())) + 1

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .heap import retain_freed_memory
+
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
@@ -59,6 +61,7 @@ def extract_features(
     bf16=None means "when the CPU has native bf16"; True forces it, False keeps fp32.
     """
     check_layers(model, layers)
+    retain_freed_memory()  # same-sized batch buffers every step: keep them (see reprodl.heap)
     use_bf16 = cpu_has_native_bf16() if bf16 is None else bf16
     model.eval()
     if channels_last and x.dim() == 4:

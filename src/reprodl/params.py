@@ -9,10 +9,12 @@ normalised values back, or one ParamError whose message names the key and what i
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from .engine import TrainConfig
 
 from .datasets import DATASETS, PROFILES, SPLITS, DatasetError, check_available
-from .engine import LOSSES, OPTIMIZERS, SCHEDULES, Augment, TrainConfig
 
 
 class ParamError(ValueError):
@@ -157,6 +159,8 @@ def check_dataset_name(value: Any, key: str, data: Mapping, task: str | None = N
 
 def check_train(section: Mapping, path: str, seed: int, loss: str = "cross_entropy") -> TrainConfig:
     """A training block (epochs, batch_size, lr, optimizer...) -> the engine's TrainConfig."""
+    from .engine import LOSSES, OPTIMIZERS, SCHEDULES, Augment, TrainConfig  # torch: only stages that train pay its import
+
     augment = get(section, "augment", path, {}) or {}
     max_batches = get(section, "max_batches", path, None)
     return TrainConfig(

@@ -50,9 +50,11 @@ def check_params(section: Mapping, data: Mapping, seed: int) -> dict:
     return out
 
 
-def source_images(prepared_dir: Path, image_size: int, max_images: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The source's train split as RGB (N, 3, size, size) standardised images and labels (N,)."""
-    split = datasets.load_split(prepared_dir, "train")
+def source_images(
+    prepared_dir: Path, image_size: int, max_images: int | None, seed: int, split_name: str = "train",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split of the source as RGB (N, 3, size, size) standardised images and labels (N,)."""
+    split = datasets.load_split(prepared_dir, split_name)
     keep = datasets.subsample(split.y, max_images, seed)
     x = engine.to_tensor_images(split.x[keep])  # (N, C, h, w) in [0, 1]
     if x.shape[1] == 1:  # grey digits (USPS): the same image in R, G and B
@@ -63,15 +65,22 @@ def source_images(prepared_dir: Path, image_size: int, max_images: int | None, s
 def run_pretrain(cfg: dict, prepared_dir: Path, models_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
     """Train every arch on the source; save models_dir/<arch>.pt; return the metrics tree."""
     x, y = source_images(Path(prepared_dir), cfg["image_size"], cfg["max_images"], seed)
+    # The source's val split: a check that pretraining learned the source task (never a target image).
+    val = source_images(Path(prepared_dir), cfg["image_size"], None, seed, "val")
     n_classes = len(datasets.load_meta(prepared_dir)["classes"])
     results: dict[str, dict] = {}
     for arch in cfg["archs"]:
-        model = backbones.build_backbone(arch, n_classes, seed=seed)
+        model = backbones.build_backbone(arch, n_classes, seed=seed, zero_init_residual=True)
         start = time.perf_counter()
-        history = engine.fit(model, (x, y), None, cfg[arch], progress=progress, desc=f"pretrain {arch}")
+        history = engine.fit(model, (x, y), val, cfg[arch], progress=progress, desc=f"pretrain {arch}")
         seconds = time.perf_counter() - start
         source = f"pretrain stage: {arch} trained on the train split of {cfg['dataset']} at {cfg['image_size']} px ({len(x)} images)"
         backbones.save_backbone(Path(models_dir) / f"{arch}.pt", arch, model, source)
-        results[arch] = {"n_images": len(x), "seconds": round(seconds, 2), "train": {"accuracy": history.train_accuracy[-1], "loss": history.train_loss[-1]}}
-        print(f"pretrain {arch}: last-epoch train accuracy {history.train_accuracy[-1]:.4f} on {len(x)} images ({seconds:.1f} s)")
+        results[arch] = {
+            "n_images": len(x), "seconds": round(seconds, 2),
+            "train": {"accuracy": history.train_accuracy[-1], "loss": history.train_loss[-1]},
+            "val": {"accuracy": history.val_accuracy[-1], "loss": history.val_loss[-1]},
+        }
+        print(f"pretrain {arch}: source train accuracy {history.train_accuracy[-1]:.4f} (last epoch, {len(x)} images), "
+              f"val accuracy {history.val_accuracy[-1]:.4f} ({len(val[0])} images), {seconds:.1f} s")
     return {"pretrain": results}
