@@ -85,8 +85,8 @@ def engine_epoch(model, images, labels, batch_size, lr, momentum, warmup: int) -
     return len(x) / (time.perf_counter() - start)
 
 
-def loop_process(loop: str, tuned_heap: bool) -> ProcessPoolExecutor:
-    """A new interpreter (spawned, not forked) that runs only `loop`: "baseline" or "engine"."""
+def loop_process(tuned_heap: bool) -> ProcessPoolExecutor:
+    """A new interpreter (spawned, not forked) for one of the two loops."""
     ctx = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_start_loop_process, initargs=(tuned_heap,))
 
@@ -125,15 +125,14 @@ def main() -> None:
     print(f"E1 ConvNet {cfg['spec']['channels']}, hidden {cfg['spec']['hidden']}: one epoch of {len(images):,} images, "
           f"batch {train.batch_size}, SGD lr {train.lr}, momentum {train.momentum}, {torch.get_num_threads()} threads")
     ratios = []
-    baseline_process, engine_process = loop_process("baseline", args.tuned_baseline), loop_process("engine", True)
     loop_args = (spec, images, labels, train.batch_size, train.lr, train.momentum, warmup)
-    for r in range(1, args.rounds + 1):
-        base = baseline_process.submit(_measure, "baseline", *loop_args).result()
-        ours = engine_process.submit(_measure, "engine", *loop_args).result()
-        ratios.append(ours / base)
-        print(f"round {r}: baseline (PIL Dataset + DataLoader, pytorch/examples style) {base:,.0f} images/s; "
-              f"reprodl engine (tensors, index batches, channels-last) {ours:,.0f} images/s; ratio {ours / base:.2f}x")
-    baseline_process.shutdown(), engine_process.shutdown()
+    with loop_process(args.tuned_baseline) as baseline_process, loop_process(True) as engine_process:
+        for r in range(1, args.rounds + 1):
+            base = baseline_process.submit(_measure, "baseline", *loop_args).result()
+            ours = engine_process.submit(_measure, "engine", *loop_args).result()
+            ratios.append(ours / base)
+            print(f"round {r}: baseline (PIL Dataset + DataLoader, pytorch/examples style) {base:,.0f} images/s; "
+                  f"reprodl engine (tensors, index batches, channels-last) {ours:,.0f} images/s; ratio {ours / base:.2f}x")
     print(f"speed-up engine / baseline (median of {len(ratios)} rounds): {statistics.median(ratios):.2f}x")
 
 
