@@ -12,6 +12,7 @@ from PIL import Image
 
 from reprodl.experiments import e1
 from reprodl.params import check_data
+from reprodl.precision import use_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -46,9 +47,13 @@ def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_pa
     trained = ["logreg", "mlp", "mlp_sigmoid_lr0p5", "mlp_sigmoid_lr0p3", "mlp_sigmoid_lr0p2", "convnet"]
     assert list(metrics) == [*trained, "perceptron"]
     assert metrics["logreg"]["n_params"] == 7850
+    # auto resolves per CPU; the metrics record what ran (logreg has no precision param: fp32)
+    assert metrics["convnet"]["precision"] == ("bf16" if use_bf16(PARAMS["e1"]["convnet"]["precision"]) else "fp32")
+    assert metrics["logreg"]["precision"] == "fp32"
     assert metrics["mlp"]["n_params"] == 784 * 100 + 100 + 100 * 10 + 10
     for name in trained:
         assert set(metrics[name]) >= {"train", "val", "test"}
+        assert metrics[name]["precision"] in ("fp32", "bf16")
         assert 0 <= metrics[name]["test"]["accuracy"] <= 1
         assert (tmp_path / "models" / f"{name}.pt").exists()
     assert [m for m, _ in tracker.epochs] == trained, "one epoch logged per model"

@@ -45,6 +45,7 @@ def test_the_real_section_passes():
         ({"linear__lr": -0.1}, "e7.linear.lr must be a number > 0"),
         ({"finetune__optimizer": "sgd"}, "e7.finetune.optimizer must be the linear head's optimiser"),
         ({"finetune__max_train_images": 0}, "e7.finetune.max_train_images must be an integer >= 1"),
+        ({"feature_precision": "half"}, "e7.feature_precision must be one of fp32, bf16, auto"),
     ],
 )
 def test_bad_params_are_named(changes, message):
@@ -95,7 +96,9 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes):
                   linear={"epochs": 2, "batch_size": 8, "lr": 0.01, "optimizer": "adam"},
                   finetune={"epochs": 1, "batch_size": 8, "lr": 0.001, "optimizer": "adam", "max_train_images": 12})
     cfg = e7.check_params(raw, {**DATA, "datasets": ["voc2007"]}, 0)
+    cfg["feature_precision"] = "fp32"
     info = e7.extract_features(cfg, tiny_scenes, tmp_path / "features", progress=False)
+    assert info["precision"] == "fp32"
     features = e7.load_features(tmp_path / "features" / "pretrained.pt")
     assert info["pretrained"]["dim"] == 512 and features["train"].shape == (16, 512) and features["test"].shape == (8, 512)
     random = e7.load_features(tmp_path / "features" / "random.pt")
@@ -112,6 +115,8 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes):
             row = metrics["e7"][model][split]
             assert 0 <= row["map_voc07"] <= 100 and 0 <= row["map_sklearn"] <= 100
             assert set(row["ap_voc07"]) == {"a", "b", "c"}
+    assert metrics["e7"]["features"]["precision"] == "fp32", "the metrics say what the features were computed in"
     report = (tmp_path / "e7.md").read_text()
+    assert "extracted in fp32" in report
     assert "83.40" in report and "87.23" in report and "difficult" in report
     assert (tmp_path / "ap.png").stat().st_size > 0

@@ -49,6 +49,7 @@ def test_the_committed_params_are_valid():
         ("e1.mlp_sigmoid.lrs", [0.5, -1], "e1.mlp_sigmoid.lrs[1] must be a number > 0"),
         ("e1.convnet.optimizer", "lbfgs", "e1.convnet.optimizer must be one of sgd, adam, adamw, adadelta"),
         ("e1.convnet.schedule", "step", "e1.convnet.schedule must be one of constant, onecycle, cosine"),
+        ("e1.convnet.precision", "fp16", "e1.convnet.precision must be one of fp32, bf16, auto; got 'fp16'"),
         ("e1.mlp.activation", "gelu", "e1.mlp.activation must be one of relu, sigmoid, tanh"),
         ("e1.convnet.augment", {"shift": -1}, "e1.convnet.augment.shift must be a number >= 0"),
         ("e1.dataset", "cifar10", "e1.dataset must be one of"),

@@ -11,10 +11,7 @@ has native bf16 (AVX-512 BF16 or AMX); without it, bf16 is slower than fp32 and 
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import functools
-from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -22,16 +19,9 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .heap import retain_freed_memory
+from .precision import autocast, cpu_has_native_bf16
 
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 natively (else autocast to bf16 only slows things down)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+__all__ = ["check_layers", "cpu_has_native_bf16", "extract_features"]
 
 
 def check_layers(model: nn.Module, layers: Iterable[str], key: str = "layers") -> None:
@@ -75,9 +65,8 @@ def extract_features(
         return hook
 
     handles = [model.get_submodule(name).register_forward_hook(keep(name)) for name in layers]
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     try:
-        with autocast:
+        with autocast(use_bf16, x.device):
             for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=None if progress else True, leave=False):
                 batch = x[start : start + batch_size]
                 if channels_last and batch.dim() == 4:

@@ -160,6 +160,7 @@ def check_dataset_name(value: Any, key: str, data: Mapping, task: str | None = N
 def check_train(section: Mapping, path: str, seed: int, loss: str = "cross_entropy") -> TrainConfig:
     """A training block (epochs, batch_size, lr, optimizer...) -> the engine's TrainConfig."""
     from .engine import LOSSES, OPTIMIZERS, SCHEDULES, Augment, TrainConfig  # torch: only stages that train pay its import
+    from .precision import PRECISIONS
 
     augment = get(section, "augment", path, {}) or {}
     max_batches = get(section, "max_batches", path, None)
@@ -179,4 +180,5 @@ def check_train(section: Mapping, path: str, seed: int, loss: str = "cross_entro
         ),
         seed=seed,
         max_batches=None if max_batches is None else positive_int(max_batches, f"{path}.max_batches"),
+        precision=one_of(get(section, "precision", path, "fp32"), f"{path}.precision", PRECISIONS),
     )

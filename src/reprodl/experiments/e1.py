@@ -78,16 +78,17 @@ def run_e1(
         summaries[name] = str(summary(model, input_size=(1, *image_shape), verbose=0, col_names=("output_size", "num_params")))
         on_epoch = (lambda epoch, m, name=name: tracker.epoch(name, epoch, m)) if tracker else None
         start = time.perf_counter()
-        engine.fit(model, tensors["train"], tensors["val"], train_cfg, on_epoch=on_epoch, progress=progress, desc=f"e1 {name}")
+        history = engine.fit(model, tensors["train"], tensors["val"], train_cfg, on_epoch=on_epoch, progress=progress, desc=f"e1 {name}")
         seconds = time.perf_counter() - start
-        results[name] = {"n_params": n_params, "seconds": round(seconds, 2)}
+        # precision: what the steps ran in (auto resolves per CPU), so a metrics diff across machines explains itself
+        results[name] = {"n_params": n_params, "seconds": round(seconds, 2), "precision": history.precision}
         for split, (x, y) in tensors.items():
             results[name][split] = engine.evaluate(model, x, y, train_cfg.loss)
         if tracker:
             y_pred = engine.predict(model, tensors["test"][0]).argmax(1).numpy()
             tracker.confusion(name, splits["test"].y, y_pred, list(meta["classes"]))
         models.save_model(models_dir / f"{name}.pt", spec, model)
-        print(f"e1 {name}: test accuracy {results[name]['test']['accuracy']:.4f} ({seconds:.1f} s)")
+        print(f"e1 {name}: test accuracy {results[name]['test']['accuracy']:.4f} ({seconds:.1f} s, {history.precision})")
 
     perceptron_table = None
     if "perceptron" in cfg["models"]:
@@ -274,6 +275,7 @@ def e1_report(meta: dict, results: dict, summaries: dict, perceptron_table, conf
             "-" if "full" not in ref else f"{ref['full']:.4f}",
             "-" if target is None else f">= {target:.4f} ({verdict})",
             f"{r['seconds']:.1f}",
+            r.get("precision", "fp32"),
         ))
     sizes = meta["sizes"]
     parts = [
@@ -282,7 +284,10 @@ def e1_report(meta: dict, results: dict, summaries: dict, perceptron_table, conf
         f"Data: {meta['source']} ({profile} profile); train {sizes['train']:,}, val {sizes['val']:,}, "
         f"test {sizes['test']:,} images. Reference: the catalogue's full-MNIST test accuracy.",
         "",
-        format_table(rows, ("model", "parameters", "train acc", "val acc", "test acc", "reference (full)", f"target ({profile})", "seconds")),
+        format_table(rows, ("model", "parameters", "train acc", "val acc", "test acc", "reference (full)", f"target ({profile})", "seconds", "precision")),
+        "",
+        "precision: what the training steps ran in; `auto` (e1.<model>.precision) is bf16 autocast on a CPU with native bf16, "
+        "fp32 elsewhere, so the same params can give slightly different numbers on different CPUs.",
     ]
     if perceptron_table:
         parts += ["", "## Perceptron tensors (hand-written gradient)", "", format_table(perceptron_table, ("tensor", "shape", "meaning"))]

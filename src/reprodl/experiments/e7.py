@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import backbones, datasets, engine, io, metrics
+from .. import backbones, datasets, engine, io, metrics, precision
 from ..hooks import extract_features as hook_features
 from ..params import ParamError, check_dataset_name, check_train, get, one_of, positive_int
 from ..tables import format_table
@@ -56,6 +56,7 @@ def check_params(e7: Mapping, data: Mapping, seed: int) -> dict:
         "image_size": positive_int(get(e7, "image_size", "e7"), "e7.image_size"),
         "layer": get(e7, "layer", "e7"),
         "feature_batch_size": positive_int(get(e7, "feature_batch_size", "e7"), "e7.feature_batch_size"),
+        "feature_precision": one_of(get(e7, "feature_precision", "e7", "auto"), "e7.feature_precision", precision.PRECISIONS),
         "max_train_images": _optional_count(get(e7, "max_train_images", "e7", None), "e7.max_train_images"),
     }
     if not isinstance(out["layer"], str) or not out["layer"]:
@@ -107,13 +108,14 @@ def load_scenes(prepared_dir: Path, image_size: int | None = None, max_train_ima
 def extract_features(cfg: dict, prepared_dir: Path, out_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
     """Hook features of every split, pretrained and random-init backbones -> out_dir/<kind>.pt."""
     scenes = load_scenes(Path(prepared_dir), cfg["image_size"], cfg["max_train_images"], seed)
-    info: dict[str, Any] = {"layer": cfg["layer"], "arch": cfg["arch"], "image_size": cfg["image_size"]}
+    bf16 = precision.use_bf16(cfg["feature_precision"])
+    info: dict[str, Any] = {"layer": cfg["layer"], "arch": cfg["arch"], "image_size": cfg["image_size"], "precision": "bf16" if bf16 else "fp32"}
     for kind in FEATURE_KINDS:
         weights = cfg["weights"] if kind == "pretrained" else backbones.RANDOM
         model = backbones.load_backbone(cfg["arch"], weights, key="e7.weights", arch_key="e7.arch", seed=seed)
         start = time.perf_counter()
         features = {
-            split: hook_features(model, s["x"], [cfg["layer"]], batch_size=cfg["feature_batch_size"], progress=progress, desc=f"e7 {kind} {split}")[cfg["layer"]]
+            split: hook_features(model, s["x"], [cfg["layer"]], batch_size=cfg["feature_batch_size"], bf16=bf16, progress=progress, desc=f"e7 {kind} {split}")[cfg["layer"]]
             for split, s in scenes.items()
         }  # split -> (N, D)
         seconds = time.perf_counter() - start
@@ -121,7 +123,7 @@ def extract_features(cfg: dict, prepared_dir: Path, out_dir: Path, *, seed: int 
             torch.save({"weights": weights, "train_index": scenes["train"]["index"], **features}, tmp)
         n = sum(len(f) for f in features.values())
         info[kind] = {"weights": weights, "dim": int(features["train"].shape[1]), "images": n, "seconds": round(seconds, 2)}
-        print(f"e7 features ({kind}, {weights}): {n} images -> {features['train'].shape[1]}-d in {seconds:.1f} s ({n / seconds:.0f} images/s)")
+        print(f"e7 features ({kind}, {weights}, {info['precision']}): {n} images -> {features['train'].shape[1]}-d in {seconds:.1f} s ({n / seconds:.0f} images/s)")
     io.write_json(Path(out_dir) / "info.json", info)
     return info
 
@@ -243,9 +245,11 @@ def run_heads(
     scores = {s: torch.from_numpy(saved[s]) for s in datasets.SPLITS}
     labels = _labels_of_rows(scenes, torch.from_numpy(saved["train_index"]))
     results["finetuned"] = {**ap_table(scores, labels, classes), "seconds": float(saved["seconds"]), "train_images": len(saved["train_index"])}
+    info_path = Path(features_dir) / "info.json"
+    feature_precision = io.read_json(info_path).get("precision", "fp32") if info_path.exists() else "fp32"
     _ap_figure(results, classes, figure_path)
-    io.write_text(report_path, e7_report(meta, cfg, results))
-    return {"e7": results}
+    io.write_text(report_path, e7_report(meta, cfg, results, feature_precision))
+    return {"e7": {**results, "features": {"precision": feature_precision}}}
 
 
 def _ap_figure(results: dict, classes: list[str], path: Path) -> None:
@@ -266,7 +270,7 @@ def _ap_figure(results: dict, classes: list[str], path: Path) -> None:
     io.save_figure(fig, path)
 
 
-def e7_report(meta: dict, cfg: dict, results: dict) -> str:
+def e7_report(meta: dict, cfg: dict, results: dict, feature_precision: str = "fp32") -> str:
     sizes, profile = meta["sizes"], meta["profile"]
     rows = []
     for name in MODELS:
@@ -285,7 +289,8 @@ def e7_report(meta: dict, cfg: dict, results: dict) -> str:
         "# E7. Transfer learning on a multi-label set",
         "",
         f"Data: {meta['source']} ({profile} profile); train {sizes['train']:,}, val {sizes['val']:,}, test {sizes['test']:,} images "
-        f"at {cfg['image_size']} px. Backbone: torchvision {cfg['arch']}, weights `{cfg['weights']}`; features after `{cfg['layer']}`.",
+        f"at {cfg['image_size']} px. Backbone: torchvision {cfg['arch']}, weights `{cfg['weights']}`; features after `{cfg['layer']}`, "
+        f"extracted in {feature_precision} (e7.feature_precision: {cfg['feature_precision']}).",
         "",
         "mAP in %, train and test, both definitions. \"Difficult\" (VOC07): an image whose class is present only as difficult "
         "objects is left out of that class's ranking (neither positive nor negative); heads are trained on every present class.",
