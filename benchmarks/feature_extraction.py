@@ -32,6 +32,7 @@ from PIL import Image
 from torchvision import transforms
 
 from reprodl import backbones, datasets, engine, hooks
+from reprodl.precision import cpu_has_native_bf16
 from reprodl.experiments import e7
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def main() -> None:
     weights_file = ROOT / "models/pretrained/resnet50.pt"
     weights = str(weights_file) if weights_file.exists() else backbones.RANDOM
     print(f"{len(images)} scenes at {args.size} px, resnet50 weights: {weights}; threads {torch.get_num_threads()}; "
-          f"native bf16: {hooks.cpu_has_native_bf16()} (bf16 autocast {'on' if hooks.cpu_has_native_bf16() else 'off'})")
+          f"native bf16: {cpu_has_native_bf16()} (bf16 autocast {'on' if cpu_has_native_bf16() else 'off'})")
 
     timings, features = {}, {}
     for name, extract in (("baseline", baseline_features), ("ours", our_features)):

@@ -92,11 +92,10 @@ def tiny_scenes(tmp_path_factory):
 def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes):
     weights = tmp_path / "resnet18.pt"
     backbones.save_backbone(weights, "resnet18", backbones.build_backbone("resnet18", 3, seed=5), "test")
-    raw = section(arch="resnet18", weights=str(weights), image_size=32, max_train_images=16, feature_batch_size=8,
+    raw = section(arch="resnet18", weights=str(weights), image_size=32, max_train_images=16, feature_batch_size=8, feature_precision="fp32",
                   linear={"epochs": 2, "batch_size": 8, "lr": 0.01, "optimizer": "adam"},
                   finetune={"epochs": 1, "batch_size": 8, "lr": 0.001, "optimizer": "adam", "max_train_images": 12})
     cfg = e7.check_params(raw, {**DATA, "datasets": ["voc2007"]}, 0)
-    cfg["feature_precision"] = "fp32"
     info = e7.extract_features(cfg, tiny_scenes, tmp_path / "features", progress=False)
     assert info["precision"] == "fp32"
     features = e7.load_features(tmp_path / "features" / "pretrained.pt")

@@ -19,9 +19,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .heap import retain_freed_memory
-from .precision import autocast, cpu_has_native_bf16
-
-__all__ = ["check_layers", "cpu_has_native_bf16", "extract_features"]
+from .precision import autocast, use_bf16
 
 
 def check_layers(model: nn.Module, layers: Iterable[str], key: str = "layers") -> None:
@@ -48,11 +46,12 @@ def extract_features(
 ) -> dict[str, torch.Tensor]:
     """Outputs of the named modules for every row of x, flattened to (N, D) float32.
 
-    bf16=None means "when the CPU has native bf16"; True forces it, False keeps fp32.
+    bf16=None means precision "auto" (reprodl.precision: bf16 where the device has it natively);
+    True forces bf16 autocast, False keeps fp32.
     """
     check_layers(model, layers)
     retain_freed_memory()  # same-sized batch buffers every step: keep them (see reprodl.heap)
-    use_bf16 = cpu_has_native_bf16() if bf16 is None else bf16
+    bf16 = use_bf16("auto", x.device) if bf16 is None else bf16
     model.eval()
     if channels_last and x.dim() == 4:
         model = model.to(memory_format=torch.channels_last)
@@ -66,7 +65,7 @@ def extract_features(
 
     handles = [model.get_submodule(name).register_forward_hook(keep(name)) for name in layers]
     try:
-        with autocast(use_bf16, x.device):
+        with autocast(bf16, x.device):
             for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=None if progress else True, leave=False):
                 batch = x[start : start + batch_size]
                 if channels_last and batch.dim() == 4:
