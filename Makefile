@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test bench
+.PHONY: repro test bench check lock
 
 repro: $(STAMP)
 	dvc repro
@@ -15,11 +15,23 @@ repro: $(STAMP)
 test: $(STAMP)
 	pytest
 
+check: $(STAMP)
+	reprodl check
+
 bench: $(STAMP)
 	for script in benchmarks/*.py; do python $$script --quick || exit 1; done
 
-# torch/torchvision are pinned to the releases pip takes from this machine's disk.
-$(STAMP): pyproject.toml
+# requirements.lock pins the whole tree (torch/torchvision: the releases pip takes from this
+# machine's disk), so two clones a month apart install the same packages.
+$(STAMP): pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# Re-resolve pyproject.toml's dependencies into requirements.lock (in a scratch virtualenv).
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	{ sed -n '1,3p' requirements.lock; .venv-lock/bin/pip freeze --exclude-editable --disable-pip-version-check; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock && rm -rf .venv-lock

@@ -1,4 +1,4 @@
-"""What every stage script shares: reading params.yaml, clean errors, DVCLive tracking.
+"""What every stage script shares: the validated config, clean errors, metrics and timings.
 
 Stages are run from the repository root (dvc.yaml sets no wdir), so paths are relative to it.
 """
@@ -7,29 +7,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import numpy as np
-import yaml
-
+STARTED = time.perf_counter()  # this module is a stage's first import: its wall time starts here
 PARAMS_FILE = Path("params.yaml")
+SOURCES_FILE = Path("sources.yaml")
 
 
-def load_params(path: Path = PARAMS_FILE) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run stages from the repository root (dvc repro does)")
-    with open(path) as f:
-        return yaml.safe_load(f)
+def load_config():
+    """Every section of params.yaml, validated at once (config.ConfigError when any key is bad)."""
+    from reprodl.config import load_params
 
-
-def checked_section(name: str, check_params: Callable[[dict, dict, int], dict]) -> tuple[dict, int]:
-    """(validated params section `name`, seed): every check runs before the stage does any work."""
-    from reprodl.params import check_data, check_seed
-
-    params = load_params()
-    seed = check_seed(params)
-    return check_params(params[name], check_data(params["data"]), seed), seed
+    return load_params(PARAMS_FILE)
 
 
 def show_progress() -> bool:
@@ -37,55 +28,56 @@ def show_progress() -> bool:
     return os.environ.get("REPRODL_PROGRESS", "1") != "0"
 
 
+def split_timings(tree: Any) -> tuple[Any, Any]:
+    """(tree without its "seconds" entries, the "seconds" entries in the same nesting).
+
+    Wall times differ on every run; kept out of metrics/, `dvc metrics diff` of two runs with
+    the same params on the same machine prints nothing.
+    """
+    if not isinstance(tree, dict):
+        return tree, None
+    kept, times = {}, {}
+    for key, value in tree.items():
+        if key == "seconds" or key.endswith("_seconds"):
+            times[key] = value
+            continue
+        value, sub = split_timings(value)
+        kept[key] = value
+        if sub:
+            times[key] = sub
+    return kept, times
+
+
+def write_outputs(stage: str, metrics: dict | None = None, timings: dict | None = None) -> None:
+    """metrics/<stage>.json (headline numbers) and timings/<stage>.json (wall seconds)."""
+    from reprodl import io
+
+    found: dict = {}
+    if metrics is not None:
+        metrics, found = split_timings(metrics)
+        io.write_json(f"metrics/{stage}.json", metrics)
+    io.write_json(f"timings/{stage}.json", {"stage_seconds": round(time.perf_counter() - STARTED, 2), **(found or {}), **(timings or {})})
+
+
 def run(main: Callable[[], None]) -> None:
-    """Run a stage; a known bad input ends it with one clear line and exit status 2.
+    """Run a stage; a known bad input ends it with one clear line per problem and exit status 2.
 
     Anything else is a bug and keeps its traceback.
     """
+    from reprodl.config import ConfigError, ParamError
     from reprodl.datasets import DatasetError
-    from reprodl.params import ParamError
-
-    known: tuple[type[BaseException], ...] = (ParamError, DatasetError, FileNotFoundError)
-    try:
-        from reprodl.download import DownloadError
-
-        known += (DownloadError,)
-    except ImportError:  # pragma: no cover
-        pass
+    from reprodl.download import DownloadError
     from reprodl.heap import retain_freed_memory
 
     retain_freed_memory()  # every stage re-allocates same-sized buffers in loops (see reprodl.heap)
     try:
         main()
-    except known as err:
+    except ConfigError as err:
+        print("\n".join(err.lines), file=sys.stderr)
+        sys.exit(2)
+    except ParamError as err:
+        print(err, file=sys.stderr)
+        sys.exit(2)
+    except (DatasetError, DownloadError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-
-
-class LiveTracker:
-    """Per-epoch curves and confusion matrices of several models into one DVCLive folder.
-
-    Each model's curves are their own files (<model>/train/loss.tsv, ...) and restart at
-    step 1, so models with different epoch counts share one folder.
-    """
-
-    def __init__(self, directory: str | Path):
-        from dvclive import Live
-
-        # dvcyaml=False: plots are declared in our dvc.yaml; save_dvc_exp=False: `dvc exp run` owns experiments.
-        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
-
-    def epoch(self, model: str, epoch: int, metrics: dict[str, float]) -> None:
-        self.live.step = epoch
-        for key, value in metrics.items():
-            split, _, measure = key.partition("_")  # "val_accuracy" -> val / accuracy
-            if measure and np.isfinite(value):
-                self.live.log_metric(f"{model}/{split}/{measure}", value)
-
-    def confusion(self, model: str, y_true, y_pred, labels: list[str]) -> None:
-        self.live.log_sklearn_plot(
-            "confusion_matrix", [labels[i] for i in y_true], [labels[i] for i in y_pred], name=f"{model}/confusion_matrix.json"
-        )
-
-    def close(self) -> None:
-        self.live.end()

@@ -2,27 +2,27 @@
 
 from pathlib import Path
 
-from common import LiveTracker, checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import io
-from reprodl.experiments.e1 import check_params, run_e1
+from reprodl.experiments.e1 import run_e1
+from reprodl.tracking import LiveTracker
 
 
 def main() -> None:
-    cfg, seed = checked_section("e1", check_params)  # every check before any work
-    tracker = LiveTracker("plots/e1/live")
-    metrics = run_e1(
-        cfg,
-        f"data/prepared/{cfg['dataset']}",
-        models_dir=Path("models/e1"),
-        grid_path="plots/e1/first_train_images.png",
-        report_path="reports/e1.md",
-        tracker=tracker,
-        seed=seed,
-        progress=show_progress(),
-    )
-    tracker.close()
-    io.write_json("metrics/e1.json", metrics)
+    params = load_config()  # every section checked before any work
+    cfg = params.e1
+    with LiveTracker("plots/e1/live") as tracker:
+        metrics = run_e1(
+            cfg,
+            Path(f"data/prepared/{cfg.dataset}"),
+            models_dir=Path("models/e1"),
+            grid_path=Path("plots/e1/first_train_images.png"),
+            report_path=Path("reports/e1.md"),
+            tracker=tracker,
+            seed=params.seed,
+            progress=show_progress(),
+        )
+    write_outputs("e1", metrics)
 
 
 if __name__ == "__main__":

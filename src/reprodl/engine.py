@@ -37,8 +37,8 @@ from . import io
 from .heap import retain_freed_memory
 from .precision import autocast, use_bf16
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
-SCHEDULES = ("constant", "onecycle", "cosine")
+from .config import OPTIMIZERS, SCHEDULES, TrainBase  # the allowed values live in the config
+
 LOSSES = ("cross_entropy", "bce_with_logits", "mse")
 
 
@@ -71,6 +71,32 @@ class TrainConfig:
     max_batches: int | None = None  # cap batches per epoch (tests shrink runs with it)
     channels_last: bool = True  # faster CPU convolutions; a no-op for 2-D inputs
     precision: str = "fp32"  # fp32, bf16 (autocast) or auto (bf16 where native): see reprodl.precision
+
+
+def train_config(block: TrainBase, *, seed: int, loss: str = "cross_entropy", lr: float | None = None, **overrides) -> TrainConfig:
+    """A params training block (config.Train / TrainBase) -> the engine's TrainConfig.
+
+    Every field of the block reaches the engine here, and only here: a new field in the config
+    that this function does not pass on is caught by tests/test_no_dead_params.py.
+    lr: for blocks without their own (config.MLPSigmoid trains one model per lr).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+    return TrainConfig(
+        epochs=block.epochs,
+        batch_size=block.batch_size,
+        lr=lr if lr is not None else block.lr,
+        optimizer=block.optimizer,
+        momentum=block.momentum,
+        weight_decay=block.weight_decay,
+        schedule=block.schedule,
+        loss=loss,
+        augment=Augment(shift=block.augment.shift, rotate=block.augment.rotate, scale=block.augment.scale),
+        seed=seed,
+        max_batches=block.max_batches,
+        precision=block.precision,
+        **overrides,
+    )
 
 
 @dataclass
@@ -152,7 +178,9 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, lr: float, total_
     if name == "constant":
         return None
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
+        # cycle_momentum=False: torch would otherwise cycle SGD's momentum (and Adam's beta1)
+        # between its own 0.85 and 0.95, overriding the momentum param: a dead param.
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, cycle_momentum=False)
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)}")

@@ -47,11 +47,20 @@ def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(precision[hits].mean())
 
 
+# The devkit's recall levels (VOCevalcls.m: `for t=0:0.1:1`). MATLAB builds a colon range from
+# both ends, a + k*d for the first half and b - (n-k)*d for the second, so its 0.6 and 0.7 are
+# the plain doubles, where numpy's linspace/arange give 0.6000000000000001 and
+# 0.7000000000000001: a recall of exactly 0.6 (6 of 10 positives) or 0.7 (14 of 20) would then
+# miss its level.
+VOC07_RECALL_LEVELS = tuple(k * 0.1 if k <= 5 else 1.0 - (10 - k) * 0.1 for k in range(11))
+
+
 def average_precision_voc07(scores: np.ndarray, positive: np.ndarray) -> float:
     """The VOC2007 devkit's 11-point interpolated AP of one class.
 
-    At each recall level t in 0, 0.1, ..., 1: the highest precision reached at a recall >= t
-    (0 if none); AP is the mean of these 11 values. NaN when there is no positive.
+    At each recall level t of VOC07_RECALL_LEVELS (0, 0.1, ..., 1 as MATLAB computes them):
+    the highest precision reached at a recall >= t (0 if none); AP is the mean of these 11
+    values. NaN when there is no positive.
     """
     hits = _ranked_hits(scores, positive)
     if not hits.any():
@@ -59,8 +68,7 @@ def average_precision_voc07(scores: np.ndarray, positive: np.ndarray) -> float:
     true_pos = np.cumsum(hits)
     recall = true_pos / hits.sum()
     precision = true_pos / np.arange(1, len(hits) + 1)
-    levels = np.linspace(0.0, 1.0, 11)
-    return float(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in levels]))
+    return float(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in VOC07_RECALL_LEVELS]))
 
 
 def per_class_ap(

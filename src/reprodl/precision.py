@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "auto")
+from .config import PRECISIONS  # noqa: E402  (the allowed values live in the config)
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """E1. MNIST baselines: logistic regression, MLPs, the ConvNet, a hand-written perceptron.
 
-`run_e1(cfg, ...)` trains every model named in cfg["models"] on the prepared dataset with
+`run_e1(cfg, ...)` trains every model named in cfg.models (a config.E1) on the prepared dataset with
 the shared engine, and returns the metrics tree {"e1": {model: {split: {measure: value}}}}.
 The stage script (stages/e1.py) reads params, calls it and writes the outputs.
 """
@@ -8,27 +8,17 @@ The stage script (stages/e1.py) reads params, calls it and writes the outputs.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping, Protocol
 
 import numpy as np
 import torch
 from torchinfo import summary
 
 from .. import datasets, engine, io, models, plots
+from ..config import E1
 from ..tables import format_table
-from ..params import (
-    ParamError,
-    check_dataset_name,
-    check_train,
-    get,
-    non_empty_list,
-    non_negative_float,
-    one_of,
-    positive_float,
-    positive_int,
-)
+from ..tracking import Tracker
 
 # The catalogue's numbers (full MNIST, test accuracy) and the embedded targets of this repo.
 REFERENCE = {
@@ -41,16 +31,8 @@ REFERENCE = {
 }
 
 
-class Tracker(Protocol):
-    """Where per-epoch curves and confusion matrices go (DVCLive in the stage)."""
-
-    def epoch(self, model: str, epoch: int, metrics: dict[str, float]) -> None: ...
-
-    def confusion(self, model: str, y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> None: ...
-
-
 def run_e1(
-    cfg: dict,
+    cfg: E1,
     prepared_dir: Path,
     *,
     models_dir: Path,
@@ -66,11 +48,11 @@ def run_e1(
     image_shape = tuple(meta["image_shape"])
     n_inputs, n_classes = int(np.prod(image_shape)), len(meta["classes"])
 
-    plots.save_image_grid(splits["train"].x[: cfg["grid_images"]], grid_path, columns=20, upscale=2)
+    plots.save_image_grid(splits["train"].x[: cfg.grid_images], grid_path, columns=20, upscale=2)
 
     results: dict[str, dict] = {}
     summaries: dict[str, str] = {}
-    jobs = _training_jobs(cfg, n_inputs, n_classes, image_shape)
+    jobs = _training_jobs(cfg, n_inputs, n_classes, image_shape, seed)
     for name, spec, train_cfg in jobs:
         model = models.build_model(spec, seed=seed)
         n_params = models.count_parameters(model)
@@ -91,15 +73,15 @@ def run_e1(
         print(f"e1 {name}: test accuracy {results[name]['test']['accuracy']:.4f} ({seconds:.1f} s, {history.precision})")
 
     perceptron_table = None
-    if "perceptron" in cfg["models"]:
-        pcfg = cfg["perceptron"]
+    if "perceptron" in cfg.models:
+        pcfg = cfg.perceptron
         x_all = np.concatenate([splits[s].x for s in datasets.SPLITS]).reshape(-1, n_inputs)
         y_all = np.concatenate([splits[s].y for s in datasets.SPLITS])
         # The catalogue's re-split: all images pooled, then test_fraction held out (63,000 / 7,000 on full MNIST).
-        train_idx, _, test_idx = datasets.stratified_split(y_all, (1 - pcfg["test_fraction"], 0.0, pcfg["test_fraction"]), seed)
+        train_idx, _, test_idx = datasets.stratified_split(y_all, (1 - pcfg.test_fraction, 0.0, pcfg.test_fraction), seed)
         start = time.perf_counter()
         W, b, perceptron_table = train_perceptron(
-            x_all[train_idx] / 255.0, y_all[train_idx], n_classes, pcfg["lr"], pcfg["batch_size"], pcfg["epochs"], seed
+            x_all[train_idx] / 255.0, y_all[train_idx], n_classes, pcfg.lr, pcfg.batch_size, pcfg.epochs, seed
         )
         results["perceptron"] = {
             "n_params": int(W.numel() + b.numel()),
@@ -114,90 +96,30 @@ def run_e1(
     return {"e1": results}
 
 
-def _training_jobs(cfg: dict, n_inputs: int, n_classes: int, image_shape: tuple) -> list[tuple[str, dict, engine.TrainConfig]]:
-    """(name, model spec, train config) for every engine-trained model, in cfg["models"] order."""
+def _training_jobs(cfg: E1, n_inputs: int, n_classes: int, image_shape: tuple, seed: int) -> list[tuple[str, dict, engine.TrainConfig]]:
+    """(name, model spec, train config) for every engine-trained model, in cfg.models order."""
     jobs = []
-    for name in cfg["models"]:
-        if name in ("logreg", "mlp"):
-            jobs.append((name, {**cfg[name]["spec"], "n_inputs": n_inputs, "n_classes": n_classes}, cfg[name]["train"]))
+    for name in cfg.models:
+        if name == "logreg":
+            spec = {"kind": "logreg", "n_inputs": n_inputs, "n_classes": n_classes}
+            jobs.append((name, spec, engine.train_config(cfg.logreg, seed=seed)))
+        elif name == "mlp":
+            spec = {"kind": "mlp", "hidden": cfg.mlp.hidden, "activation": cfg.mlp.activation, "n_inputs": n_inputs, "n_classes": n_classes}
+            jobs.append((name, spec, engine.train_config(cfg.mlp, seed=seed)))
         elif name == "mlp_sigmoid":
-            spec = {**cfg[name]["spec"], "n_inputs": n_inputs, "n_classes": n_classes}
-            jobs.extend((variant, spec, train) for variant, train in cfg[name]["variants"].items())
+            spec = {"kind": "mlp", "hidden": cfg.mlp_sigmoid.hidden, "activation": "sigmoid", "n_inputs": n_inputs, "n_classes": n_classes}
+            jobs.extend(
+                (f"mlp_sigmoid_lr{lr:g}".replace(".", "p"), spec, engine.train_config(cfg.mlp_sigmoid, seed=seed, lr=lr))
+                for lr in cfg.mlp_sigmoid.lrs
+            )
         elif name == "convnet":
-            spec = {**cfg[name]["spec"], "in_channels": image_shape[0], "image_size": image_shape[1], "n_classes": n_classes}
-            jobs.append((name, spec, cfg[name]["train"]))
+            c = cfg.convnet
+            spec = {
+                "kind": "convnet", "channels": list(c.channels), "kernel": c.kernel, "hidden": c.hidden, "activation": c.activation,
+                "dropout": c.dropout, "in_channels": image_shape[0], "image_size": image_shape[1], "n_classes": n_classes,
+            }
+            jobs.append((name, spec, engine.train_config(c, seed=seed)))
     return jobs
-
-
-# --------------------------------------------------------------------------- params
-
-E1_MODELS = ("logreg", "mlp", "mlp_sigmoid", "convnet", "perceptron")
-
-
-def check_params(e1: Mapping, data: Mapping, seed: int) -> dict:
-    """The `e1` section -> {"dataset", "models", "grid_images", per-model specs and TrainConfigs}."""
-    models = non_empty_list(get(e1, "models", "e1"), "e1.models")
-    for i, name in enumerate(models):
-        one_of(name, f"e1.models[{i}]", E1_MODELS)
-    out: dict[str, Any] = {
-        "dataset": check_dataset_name(get(e1, "dataset", "e1"), "e1.dataset", data, task="multiclass"),
-        "models": list(dict.fromkeys(models)),
-        "grid_images": positive_int(get(e1, "grid_images", "e1"), "e1.grid_images"),
-    }
-    if "logreg" in models:
-        out["logreg"] = {"spec": {"kind": "logreg"}, "train": check_train(get(e1, "logreg", "e1"), "e1.logreg", seed)}
-    if "mlp" in models:
-        section = get(e1, "mlp", "e1")
-        out["mlp"] = {
-            "spec": {
-                "kind": "mlp",
-                "hidden": positive_int(get(section, "hidden", "e1.mlp"), "e1.mlp.hidden"),
-                "activation": one_of(get(section, "activation", "e1.mlp"), "e1.mlp.activation", ("relu", "sigmoid", "tanh")),
-            },
-            "train": check_train(section, "e1.mlp", seed),
-        }
-    if "mlp_sigmoid" in models:
-        section = dict(get(e1, "mlp_sigmoid", "e1"))
-        lrs = [positive_float(v, f"e1.mlp_sigmoid.lrs[{i}]") for i, v in enumerate(non_empty_list(get(section, "lrs", "e1.mlp_sigmoid"), "e1.mlp_sigmoid.lrs"))]
-        hidden = positive_int(get(section, "hidden", "e1.mlp_sigmoid"), "e1.mlp_sigmoid.hidden")
-        section["lr"] = lrs[0]  # validated above; each variant below sets its own
-        base = check_train(section, "e1.mlp_sigmoid", seed)
-        out["mlp_sigmoid"] = {
-            "spec": {"kind": "mlp", "hidden": hidden, "activation": "sigmoid"},
-            "variants": {f"mlp_sigmoid_lr{lr:g}".replace(".", "p"): _with_lr(base, lr) for lr in lrs},
-        }
-    if "convnet" in models:
-        section = get(e1, "convnet", "e1")
-        channels = get(section, "channels", "e1.convnet")
-        if not (isinstance(channels, list) and len(channels) == 2):
-            raise ParamError("e1.convnet.channels", f"must be a list of two integers, got {channels!r}")
-        out["convnet"] = {
-            "spec": {
-                "kind": "convnet",
-                "channels": [positive_int(c, f"e1.convnet.channels[{i}]") for i, c in enumerate(channels)],
-                "kernel": positive_int(get(section, "kernel", "e1.convnet"), "e1.convnet.kernel"),
-                "hidden": positive_int(get(section, "hidden", "e1.convnet"), "e1.convnet.hidden"),
-                "activation": one_of(get(section, "activation", "e1.convnet"), "e1.convnet.activation", ("relu", "sigmoid", "tanh")),
-                "dropout": non_negative_float(get(section, "dropout", "e1.convnet", 0.0), "e1.convnet.dropout", below=1.0),
-            },
-            "train": check_train(section, "e1.convnet", seed),
-        }
-    if "perceptron" in models:
-        section = get(e1, "perceptron", "e1")
-        test_fraction = positive_float(get(section, "test_fraction", "e1.perceptron"), "e1.perceptron.test_fraction")
-        if test_fraction >= 1:
-            raise ParamError("e1.perceptron.test_fraction", f"must be in (0, 1), got {test_fraction!r}")
-        out["perceptron"] = {
-            "lr": positive_float(get(section, "lr", "e1.perceptron"), "e1.perceptron.lr"),
-            "batch_size": positive_int(get(section, "batch_size", "e1.perceptron"), "e1.perceptron.batch_size"),
-            "epochs": positive_int(get(section, "epochs", "e1.perceptron"), "e1.perceptron.epochs"),
-            "test_fraction": test_fraction,
-        }
-    return out
-
-
-def _with_lr(cfg: engine.TrainConfig, lr: float) -> engine.TrainConfig:
-    return replace(cfg, lr=lr)
 
 
 # --------------------------------------------------------------------------- perceptron

@@ -1,0 +1,7 @@
+"""`python -m reprodl check`: the same as the `reprodl` command (see reprodl.cli)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

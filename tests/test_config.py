@@ -1,0 +1,182 @@
+"""The typed config: the real files pass; each bad input gets one line naming the dotted key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from configs import DELETE, PARAMS, ROOT, compose, errors, raw_params
+
+from reprodl import cli, config
+
+
+def test_the_committed_params_and_sources_are_valid():
+    params = config.load_params(ROOT / "params.yaml")
+    assert params.e7.finetune.max_train_images == PARAMS["e7"]["finetune"]["max_train_images"]  # nesting mirrors params.yaml
+    assert set(config.load_sources(ROOT / "sources.yaml")) == {"mnist", "fashion_mnist", "usps", "voc2007", "stanford_dogs"}
+
+
+def test_every_params_key_is_a_field_and_every_field_a_key():
+    """Key for key: dumping the model gives back params.yaml (defaults aside)."""
+    dumped = config.load_params(ROOT / "params.yaml").model_dump(exclude_unset=True)
+
+    def keys(tree, prefix=""):
+        if isinstance(tree, dict):
+            return {k for key, value in tree.items() for k in keys(value, f"{prefix}{key}.")} | {prefix.rstrip(".")}
+        if isinstance(tree, list):
+            return {k for i, value in enumerate(tree) for k in keys(value, f"{prefix}{i}.")} | {prefix.rstrip(".")}
+        return {prefix.rstrip(".")}
+
+    assert keys(dumped) == keys(PARAMS)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"e1.convnet.momentun": 0.9}, "params.yaml: e1.convnet.momentun is not a known key (did you mean momentum?)"),
+        ({"e7.finetune.epohcs": 3}, "params.yaml: e7.finetune.epohcs is not a known key (did you mean epochs?)"),
+        ({"e1.convnet.lr": -0.1}, "params.yaml: e1.convnet.lr must be > 0, got -0.1"),
+        ({"e1.logreg.lr": 0}, "params.yaml: e1.logreg.lr must be > 0, got 0"),
+        ({"e1.mlp.batch_size": 0}, "params.yaml: e1.mlp.batch_size must be >= 1, got 0"),
+        ({"e1.convnet.epochs": 2.5}, "params.yaml: e1.convnet.epochs must be an integer, got 2.5"),
+        ({"e1.convnet.epochs": "30"}, "params.yaml: e1.convnet.epochs must be an integer, got '30'"),
+        ({"e1.models": ["logreg", "resnet"]}, "params.yaml: e1.models[1] must be one of logreg, mlp, mlp_sigmoid, convnet, perceptron; got 'resnet'"),
+        ({"e1.mlp_sigmoid.lrs": [0.5, -1]}, "params.yaml: e1.mlp_sigmoid.lrs[1] must be > 0, got -1"),
+        ({"e1.convnet.optimizer": "lbfgs"}, "params.yaml: e1.convnet.optimizer must be one of sgd, adam, adamw, adadelta; got 'lbfgs'"),
+        ({"e1.convnet.schedule": "step"}, "params.yaml: e1.convnet.schedule must be one of constant, onecycle, cosine; got 'step'"),
+        ({"e1.convnet.precision": "fp16"}, "params.yaml: e1.convnet.precision must be one of fp32, bf16, auto; got 'fp16'"),
+        ({"e1.convnet.augment.shift": -1}, "params.yaml: e1.convnet.augment.shift must be >= 0, got -1"),
+        ({"e1.convnet.augment.shfit": 1}, "params.yaml: e1.convnet.augment.shfit is not a known key (did you mean shift?)"),
+        ({"e1.dataset": "cifar10"}, "params.yaml: e1.dataset must be one of mnist, fashion_mnist, usps"),
+        ({"e1.dataset": "digit_scenes"}, "params.yaml: e1.dataset must be a multiclass dataset, got 'digit_scenes' (multilabel)"),
+        ({"e1.dataset": "sklearn_digits", "data.datasets": ["sklearn_digits", "digit_scenes", "colour_digits"]},
+         "params.yaml: e2.dataset is 'mnist', which is not prepared: add it to data.datasets"),
+        ({"data.profile": "cloud"}, "params.yaml: data.profile must be one of embedded, full; got 'cloud'"),
+        ({"data.datasets": ["mnist", "imagenet"]}, "params.yaml: data.datasets[1] must be one of mnist, fashion_mnist"),
+        ({"data.datasets": ["mnist", "fashion_mnist"]}, "params.yaml: data.datasets[1] (fashion_mnist): exists in the full profile only"),
+        ({"data.datasets": ["mnist", "mnist"]}, "params.yaml: data.datasets lists a value twice"),
+        ({"data.split.test": 0.2}, "params.yaml: data.split fractions must sum to 1, got 0.8 + 0.1 + 0.2 = 1.1"),
+        ({"data.split.val": DELETE}, "params.yaml: data.split.val is missing"),
+        ({"data.max_images": 0}, "params.yaml: data.max_images must be >= 1, got 0"),
+        ({"data.official_test": 1}, "params.yaml: data.official_test must be true or false, got 1"),
+        ({"seed": -3}, "params.yaml: seed must be >= 0, got -3"),
+        ({"sed": 1}, "params.yaml: sed is not a known key (did you mean seed?)"),
+        ({"e5.tsne.perplexity": 400}, "params.yaml: e5.tsne.perplexity must be at most points - 1 (299), got 400"),
+        ({"e7.arch": "resnet51"}, "params.yaml: e7.arch must be one of resnet50, resnet18; got 'resnet51'"),
+        ({"e7.finetune.optimizer": "sgd"}, "params.yaml: e7.finetune.optimizer must be the linear head's optimiser (adam)"),
+        ({"e7.linear.momentum": 0.9}, "params.yaml: e7.linear.momentum applies to optimizer sgd only, not adam: remove the key"),
+        ({"pretrain.archs": ["resnet50", "resnet18"], "pretrain.resnet18": DELETE}, "params.yaml: pretrain.resnet18 is missing: pretrain.archs lists resnet18"),
+        ({"pretrain.dataset": "mnist"}, "params.yaml: pretrain.dataset must be one of colour_digits, sklearn_digits, stanford_dogs, usps"),
+        ({"e4.layers.0.layer": ""}, "params.yaml: e4.layers[0].layer should have at least 1 character"),
+    ],
+)
+def test_bad_input_gets_one_line_naming_the_key(overrides, expected):
+    lines = errors(overrides)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(expected), lines[0]
+
+
+def test_every_bad_key_is_reported_at_once():
+    lines = errors({"e1.convnet.momentun": 0.9, "e7.finetune.epohcs": 3, "seed": -1})
+    assert len(lines) == 4, lines  # e7.finetune.epochs is then also missing
+    assert {line.split()[1] for line in lines} == {"e1.convnet.momentun", "e7.finetune.epohcs", "e7.finetune.epochs", "seed"}
+
+
+def test_momentum_is_accepted_with_sgd_only():
+    assert compose({"e1.mlp.momentum": 0.5}).e1.mlp.momentum == 0.5
+    assert errors({"e1.mlp.optimizer": "adam"})[0].startswith("params.yaml: e1.mlp.momentum applies to optimizer sgd only")
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text().replace("  layer: avgpool", "  layer: [avgpool", 1))
+    with pytest.raises(config.ConfigError) as err:
+        config.load_params(path)
+    assert len(err.value.lines) == 1
+    assert err.value.lines[0].startswith("params.yaml: line ") and "not valid YAML" in err.value.lines[0]
+
+
+def test_bad_sources_are_named(tmp_path):
+    raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
+    raw["usps"]["files"]["train"]["md5"] = "xyz"
+    raw["mnist"]["mirrors"] = ["ftp://example.org/"]
+    raw["voc2007"]["mirors"] = raw["voc2007"].pop("mirrors")
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(config.ConfigError) as err:
+        config.load_sources(path)
+    assert set(err.value.lines) == {
+        "sources.yaml: mnist.mirrors[0] must be an http(s) URL, got 'ftp://example.org/'",
+        "sources.yaml: usps.files.train.md5 must be 32 hex digits, got 'xyz'",
+        "sources.yaml: voc2007.mirrors is missing",
+        "sources.yaml: voc2007.mirors is not a known key (did you mean mirrors?)",
+    }
+    with pytest.raises(config.ConfigError, match="sources.yaml: usps is missing"):
+        config.load_sources(ROOT / "sources.yaml", needed=["usps"]) if False else _sources_without(tmp_path, "usps")
+
+
+def _sources_without(tmp_path: Path, name: str):
+    raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
+    del raw[name]
+    path = tmp_path / "fewer.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return config.load_sources(path, needed=[name])
+
+
+def test_reprodl_check_validates_everything_fast_without_torch(tmp_path):
+    """`reprodl check`: exit 0 on the committed files; one line per bad key and exit 2 otherwise; under 2 s."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    start = time.perf_counter()
+    good = subprocess.run([sys.executable, "-m", "reprodl", "check"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert good.returncode == 0, good.stderr
+    assert elapsed < 2.0 * (3 if os.environ.get("CI_SLOW") else 1), f"reprodl check took {elapsed:.2f} s"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({"e1.convnet.momentun": 0.9, "e8.train.lr": 0})))
+    shutil.copy(ROOT / "sources.yaml", tmp_path)
+    bad = subprocess.run([sys.executable, "-m", "reprodl", "check"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "params.yaml: e1.convnet.momentun is not a known key (did you mean momentum?)",
+        "params.yaml: e8.train.lr must be > 0, got 0",
+    ]
+    probe = subprocess.run([sys.executable, "-c", "import sys, reprodl.cli; print('torch' in sys.modules)"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert probe.stdout.strip() == "False", "the check must not pay torch's import"
+
+
+def test_full_profile_check_needs_every_prepared_dataset_in_sources(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({
+        "data.profile": "full", "data.datasets": ["mnist", "usps", "voc2007", "stanford_dogs"],
+        "e7.dataset": "voc2007", "pretrain.dataset": "stanford_dogs",
+    })))
+    raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
+    del raw["usps"]
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(raw))
+    assert cli.check(str(tmp_path / "params.yaml"), str(tmp_path / "sources.yaml")) == [
+        "sources.yaml: usps is missing (data.profile full prepares it: give its mirrors and files)"
+    ]
+
+
+def test_a_stage_with_bad_params_stops_before_any_work_and_keeps_old_outputs(tmp_path):
+    """The stage prints one line naming the key, exits 2, and leaves earlier outputs alone."""
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({"e1.convnet.lr": -0.1})))
+    old_metrics = tmp_path / "metrics" / "e1.json"
+    old_metrics.parent.mkdir()
+    old_metrics.write_text('{"e1": "earlier run"}')
+    result = subprocess.run(
+        [sys.executable, "stages/e1.py"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "REPRODL_PROGRESS": "0"}, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["params.yaml: e1.convnet.lr must be > 0, got -0.1"]
+    assert old_metrics.read_text() == '{"e1": "earlier run"}'
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "models").exists()
