@@ -1,19 +1,23 @@
 # The two commands of the README. Each sets up the virtualenv when needed, then runs.
 #   make repro   set up, then `dvc repro` (the embedded profile: offline, about 10 minutes)
-#   make test    set up, then the test suite
+#   make test    set up, then the test suite (make test-fast: without the end-to-end dvc runs)
 VENV := .venv
 STAMP := $(VENV)/.installed
 # Stage commands call `python`: it must be the virtualenv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test bench check lock
+.PHONY: repro test test-fast bench check lock
 
 repro: $(STAMP)
 	dvc repro
 
 test: $(STAMP)
 	pytest
+
+# The inner loop: everything but the end-to-end dvc runs (marked slow), in about two minutes.
+test-fast: $(STAMP)
+	pytest -m "not slow"
 
 check: $(STAMP)
 	reprodl check

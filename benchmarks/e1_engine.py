@@ -46,14 +46,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image
 from torchvision import transforms
 
 from reprodl import datasets, engine, models
-from reprodl.experiments.e1 import check_params
+from reprodl.config import load_params
+from reprodl.experiments.e1 import training_jobs
 from reprodl.heap import retain_freed_memory
-from reprodl.params import check_data
 from reprodl.precision import PRECISIONS, use_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,9 +198,10 @@ def main() -> None:
     parser.add_argument("--prepared", default=str(ROOT / "data/prepared/mnist"), help="prepared MNIST folder")
     args = parser.parse_args()
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    cfg = check_params(params["e1"], check_data(params["data"]), params["seed"])["convnet"]
-    train = cfg["train"] if args.precision is None else replace(cfg["train"], precision=args.precision)
+    params = load_params(ROOT / "params.yaml")
+    # The ConvNet exactly as stage e1 builds it: its model spec and the engine's TrainConfig.
+    _, spec, train = training_jobs(params.e1.model_copy(update={"models": ["convnet"]}), 784, 10, (1, 28, 28), params.seed)[0]
+    train = train if args.precision is None else replace(train, precision=args.precision)
     prepared = Path(args.prepared)
     if not (prepared / "train.npz").exists():
         raise SystemExit(f"{prepared} not found: run `dvc repro prepare@mnist` first")
@@ -211,10 +211,9 @@ def main() -> None:
     n_images = 60_000
     reps = -(-n_images // len(split.x))
     images, labels = np.tile(split.x, (reps, 1, 1, 1))[:n_images], np.tile(split.y, reps)[:n_images]
-    spec = {**cfg["spec"], "in_channels": 1, "image_size": 28, "n_classes": 10}
     n_batches = QUICK_BATCHES if args.quick else len(images) // train.batch_size
     precision = "bf16 autocast" if use_bf16(train.precision) else "fp32"
-    print(f"E1 ConvNet {cfg['spec']['channels']}, hidden {cfg['spec']['hidden']}, dropout {cfg['spec']['dropout']}: "
+    print(f"E1 ConvNet {spec['channels']}, hidden {spec['hidden']}, dropout {spec['dropout']}: "
           f"{n_batches} batches of {train.batch_size} ({n_batches * train.batch_size:,} images) per setting, SGD lr {train.lr} "
           f"({train.schedule}), momentum {train.momentum}, weight decay {train.weight_decay}; {torch.get_num_threads()} threads; "
           f"engine precision {train.precision} -> {precision}, baseline fp32")

@@ -135,10 +135,11 @@ def main() -> None:
     print(f"baseline, one model at a time: {baseline_total / 60:8.1f} min for the grid, {baseline_total / model_epochs * 1e3:8.1f} ms per model-epoch")
     print(f"stacked trainer, one process:  {stacked_total / 60:8.1f} min for the grid, {stacked_total / model_epochs * 1e3:8.1f} ms per model-epoch")
     print(f"projected full-size 384-model grid, stacked: {stacked_total / 60:.1f} min on one core, about {two_workers / 60:.1f} min on 2 worker processes")
-    metrics = ROOT / "metrics/e2.json"
-    if metrics.exists():
-        e2 = json.loads(metrics.read_text())["e2"]
-        print(f"embedded grid ({e2['n_models']} models, last `dvc repro e2`, metrics/e2.json): {e2['seconds']:.1f} s")
+    metrics, timings = ROOT / "metrics/e2.json", ROOT / "timings/e2.json"
+    if metrics.exists() and timings.exists():
+        n_models = json.loads(metrics.read_text())["e2"]["n_models"]
+        seconds = json.loads(timings.read_text())["e2"]["seconds"]
+        print(f"embedded grid ({n_models} models, last `dvc repro e2`, timings/e2.json): {seconds:.1f} s")
     print(f"speed-up per model-epoch, stacked / baseline: {baseline_total / stacked_total:.1f}x")
 
 

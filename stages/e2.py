@@ -6,24 +6,26 @@ under `dvc queue start -j 2` set REPRODL_WORKERS=1 so the two queued experiments
 
 from pathlib import Path
 
-from common import checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import grid, io
-from reprodl.experiments.e2 import check_params, run_e2
+from reprodl import grid
+from reprodl.experiments.e2 import run_e2
 
 
 def main() -> None:
-    cfg, seed = checked_section("e2", check_params)  # every check before any work
+    params = load_config()  # every section checked before any work
+    cfg = params.e2
     metrics = run_e2(
         cfg,
-        Path(f"data/prepared/{cfg['dataset']}"),
-        table_path=Path("plots/e2/results.csv"),
-        figures_dir=Path("plots/e2"),
+        Path(f"data/prepared/{cfg.dataset}"),
+        table_path=Path("plots/e2/tables/results.csv"),
+        figures_dir=Path("plots/e2/figures"),
         report_path=Path("reports/e2.md"),
+        seed=params.seed,
         workers=grid.default_workers(),
         progress=show_progress(),
     )
-    io.write_json("metrics/e2.json", metrics)
+    write_outputs("e2", metrics)
 
 
 if __name__ == "__main__":

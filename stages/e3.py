@@ -6,23 +6,26 @@ under `dvc queue start -j 2` set REPRODL_WORKERS=1 so the two queued experiments
 
 from pathlib import Path
 
-from common import checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import grid, io
-from reprodl.experiments.e3 import check_params, run_e3
+from reprodl import grid
+from reprodl.experiments.e3 import run_e3
 
 
 def main() -> None:
-    cfg, seed = checked_section("e3", check_params)  # every check before any work
+    params = load_config()  # every section checked before any work
+    cfg = params.e3
     metrics = run_e3(
         cfg,
-        Path(f"data/prepared/{cfg['dataset']}"),
-        figures_dir=Path("plots/e3"),
+        Path(f"data/prepared/{cfg.dataset}"),
+        figures_dir=Path("plots/e3/figures"),
+        tables_dir=Path("plots/e3/tables"),
         report_path=Path("reports/e3.md"),
+        seed=params.seed,
         workers=grid.default_workers(),
         progress=show_progress(),
     )
-    io.write_json("metrics/e3.json", metrics)
+    write_outputs("e3", metrics)
 
 
 if __name__ == "__main__":

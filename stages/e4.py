@@ -2,24 +2,25 @@
 
 from pathlib import Path
 
-from common import checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import io
-from reprodl.experiments.e4 import check_params, run_e4
+from reprodl.experiments.e4 import run_e4
 
 
 def main() -> None:
-    cfg, seed = checked_section("e4", check_params)  # run_e4 checks layers and perplexity against the files first
+    params = load_config()  # every section checked before any work; run_e4 checks layers and perplexity against the files first
+    cfg = params.e4
     metrics = run_e4(
         cfg,
-        Path(f"data/prepared/{cfg['dataset']}"),
+        Path(f"data/prepared/{cfg.dataset}"),
         models_dir=Path("models/e1"),
-        plots_dir=Path("plots/e4"),
+        figures_dir=Path("plots/e4/figures"),
+        tables_dir=Path("plots/e4/tables"),
         report_path=Path("reports/e4.md"),
-        seed=seed,
+        seed=params.seed,
         progress=show_progress(),
     )
-    io.write_json("metrics/e4.json", metrics)
+    write_outputs("e4", metrics)
 
 
 if __name__ == "__main__":

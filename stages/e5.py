@@ -2,27 +2,28 @@
 
 from pathlib import Path
 
-from common import LiveTracker, checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import io
-from reprodl.experiments.e5 import check_params, run_e5
+from reprodl.experiments.e5 import run_e5
+from reprodl.tracking import LiveTracker
 
 
 def main() -> None:
-    cfg, seed = checked_section("e5", check_params)  # run_e5 checks the splits' sizes first
-    tracker = LiveTracker("plots/e5/live")
-    metrics = run_e5(
-        cfg,
-        Path("data/prepared"),
-        models_dir=Path("models/e5"),
-        plots_dir=Path("plots/e5"),
-        report_path=Path("reports/e5.md"),
-        tracker=tracker,
-        seed=seed,
-        progress=show_progress(),
-    )
-    tracker.close()
-    io.write_json("metrics/e5.json", metrics)
+    params = load_config()  # every section checked before any work; run_e5 checks bottlenecks and the splits' sizes first
+    cfg = params.e5
+    with LiveTracker("plots/e5/live") as tracker:
+        metrics = run_e5(
+            cfg,
+            Path("data/prepared"),
+            models_dir=Path("models/e5"),
+            figures_dir=Path("plots/e5/figures"),
+            tables_dir=Path("plots/e5/tables"),
+            report_path=Path("reports/e5.md"),
+            tracker=tracker,
+            seed=params.seed,
+            progress=show_progress(),
+        )
+    write_outputs("e5", metrics)
 
 
 if __name__ == "__main__":

@@ -2,28 +2,29 @@
 
 from pathlib import Path
 
-from common import LiveTracker, checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import io
-from reprodl.experiments.e7 import check_params, run_heads
+from reprodl.experiments.e7 import run_heads
+from reprodl.tracking import LiveTracker
 
 
 def main() -> None:
-    cfg, seed = checked_section("e7", check_params)  # every check before any work
-    tracker = LiveTracker("plots/e7/heads_live")
-    metrics = run_heads(
-        cfg,
-        Path(f"data/prepared/{cfg['dataset']}"),
-        Path("data/features/e7"),
-        Path("data/e7/finetune_scores.npz"),
-        report_path=Path("reports/e7.md"),
-        figure_path=Path("plots/e7/ap_per_class.png"),
-        tracker=tracker,
-        seed=seed,
-        progress=show_progress(),
-    )
-    tracker.close()
-    io.write_json("metrics/e7.json", metrics)
+    params = load_config()  # every section checked before any work
+    cfg = params.e7
+    with LiveTracker("plots/e7/live") as tracker:
+        metrics = run_heads(
+            cfg,
+            Path(f"data/prepared/{cfg.dataset}"),
+            Path("data/features/e7"),
+            Path("data/e7/finetune_scores.npz"),
+            report_path=Path("reports/e7.md"),
+            figure_path=Path("plots/e7/figures/ap_per_class.png"),
+            table_path=Path("plots/e7/tables/ap_per_class.csv"),
+            tracker=tracker,
+            seed=params.seed,
+            progress=show_progress(),
+        )
+    write_outputs("e7", metrics)
 
 
 if __name__ == "__main__":

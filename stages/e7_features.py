@@ -1,15 +1,17 @@
-"""Stage e7_features: ResNet50 avgpool features (forward hooks) of the scenes -> data/features/e7/."""
+"""Stage e7_features: ResNet50 features of the scenes at e7.layer (forward hooks) -> data/features/e7/."""
 
 from pathlib import Path
 
-from common import checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl.experiments.e7 import check_params, extract_features
+from reprodl.experiments.e7 import FEATURE_KINDS, extract_features
 
 
 def main() -> None:
-    cfg, seed = checked_section("e7", check_params)  # every check before any work
-    extract_features(cfg, Path(f"data/prepared/{cfg['dataset']}"), Path("data/features/e7"), seed=seed, progress=show_progress())
+    params = load_config()  # every section checked before any work
+    cfg = params.e7
+    info = extract_features(cfg, Path(f"data/prepared/{cfg.dataset}"), Path("data/features/e7"), seed=params.seed, progress=show_progress())
+    write_outputs("e7_features", timings={kind: {"seconds": info[kind]["seconds"]} for kind in FEATURE_KINDS})
 
 
 if __name__ == "__main__":

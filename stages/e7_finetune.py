@@ -4,25 +4,27 @@ Resumes from models/e7/checkpoint.pt after an interruption. Runs unchanged under
 `torchrun --nproc_per_node N stages/e7_finetune.py` (DDP; only rank 0 writes files).
 """
 
+import contextlib
 from pathlib import Path
 
-from common import LiveTracker, checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import engine, io
-from reprodl.experiments.e7 import check_params, finetune
+from reprodl import engine
+from reprodl.experiments.e7 import finetune, save_finetune_scores
+from reprodl.tracking import LiveTracker
 
 
 def main() -> None:
-    cfg, seed = checked_section("e7", check_params)  # every check before any work
+    params = load_config()  # every section checked before any work, on every rank
+    cfg = params.e7
     rank, _ = engine.init_distributed()
-    tracker = LiveTracker("plots/e7/live") if rank == 0 else None
-    scores, info = finetune(
-        cfg, Path(f"data/prepared/{cfg['dataset']}"), Path("models/e7/checkpoint.pt"), seed=seed, tracker=tracker, progress=show_progress()
-    )
+    with LiveTracker("plots/e7_finetune/live") if rank == 0 else contextlib.nullcontext() as tracker:
+        scores, info = finetune(
+            cfg, Path(f"data/prepared/{cfg.dataset}"), Path("models/e7/checkpoint.pt"), seed=params.seed, tracker=tracker, progress=show_progress()
+        )
     if rank == 0:
-        tracker.close()
-        arrays = {split: v.numpy() for split, v in scores.items()}
-        io.save_npz("data/e7/finetune_scores.npz", **arrays, train_index=info["train_index"].numpy(), seconds=info["seconds"])
+        save_finetune_scores(Path("data/e7/finetune_scores.npz"), scores, info)
+        write_outputs("e7_finetune", timings={"finetune_seconds": info["seconds"]})
 
 
 if __name__ == "__main__":

@@ -2,26 +2,26 @@
 
 from pathlib import Path
 
-from common import LiveTracker, checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import io
-from reprodl.experiments.e8 import check_params, run_e8
+from reprodl.experiments.e8 import run_e8
+from reprodl.tracking import LiveTracker
 
 
 def main() -> None:
-    cfg, seed = checked_section("e8", check_params)  # every check before any work
-    tracker = LiveTracker("plots/e8/live")
-    metrics = run_e8(
-        cfg,
-        Path(f"data/prepared/{cfg['dataset']}"),
-        report_path=Path("reports/e8.md"),
-        summary_path=Path("plots/e8/layer_summary.txt"),
-        tracker=tracker,
-        seed=seed,
-        progress=show_progress(),
-    )
-    tracker.close()
-    io.write_json("metrics/e8.json", metrics)
+    params = load_config()  # every section checked before any work
+    cfg = params.e8
+    with LiveTracker("plots/e8/live") as tracker:
+        metrics = run_e8(
+            cfg,
+            Path(f"data/prepared/{cfg.dataset}"),
+            report_path=Path("reports/e8.md"),
+            summary_path=Path("plots/e8/tables/layer_summary.txt"),
+            tracker=tracker,
+            seed=params.seed,
+            progress=show_progress(),
+        )
+    write_outputs("e8", metrics)
 
 
 if __name__ == "__main__":

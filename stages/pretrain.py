@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from common import checked_section, run, show_progress
+from common import load_config, run, show_progress, write_outputs
 
-from reprodl import io
-from reprodl.experiments.pretrain import check_params, run_pretrain
+from reprodl.experiments.pretrain import run_pretrain
 
 
 def main() -> None:
-    cfg, seed = checked_section("pretrain", check_params)  # every check before any work
-    metrics = run_pretrain(cfg, Path(f"data/prepared/{cfg['dataset']}"), Path("models/pretrained"), seed=seed, progress=show_progress())
-    io.write_json("metrics/pretrain.json", metrics)
+    params = load_config()  # every section checked before any work
+    cfg = params.pretrain
+    metrics = run_pretrain(cfg, Path(f"data/prepared/{cfg.dataset}"), Path("models/pretrained"), seed=params.seed, progress=show_progress())
+    write_outputs("pretrain", metrics)
 
 
 if __name__ == "__main__":

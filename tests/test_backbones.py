@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from reprodl import backbones
-from reprodl.params import ParamError
+from reprodl.config import ParamError
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,60 @@ def test_hub_without_network_is_an_error_not_a_fallback(monkeypatch):
 
 
 def test_unknown_arch_and_bad_specs_are_param_errors():
-    with pytest.raises(ParamError, match="e7.arch must be one of resnet18, resnet50; got 'resnet51'"):
+    with pytest.raises(ParamError, match="e7.arch must be one of resnet50, resnet18; got 'resnet51'"):
         backbones.load_backbone("resnet51", "none", arch_key="e7.arch")
     with pytest.raises(ParamError, match="e7.weights must be 'imagenet', 'none' or the path"):
         backbones.load_backbone("resnet50", "", key="e7.weights")
+
+
+@pytest.mark.parametrize("arch, enum", [("resnet50", "ResNet50_Weights"), ("resnet18", "ResNet18_Weights")])
+def test_imagenet_weights_are_pinned_by_name_not_default(arch, enum):
+    """"imagenet" is IMAGENET1K_V1 on every torchvision release (resnet50's DEFAULT is V2 since 0.13)."""
+    weights = backbones.hub_weights(arch)
+    assert weights.name == "IMAGENET1K_V1"
+    assert weights is getattr(torchvision.models, enum).IMAGENET1K_V1
+    assert weights.meta["num_params"] == sum(p.numel() for p in backbones.build_backbone(arch).parameters())
+
+
+def test_the_download_asks_for_the_pinned_file(monkeypatch):
+    """What load_backbone("resnet50", "imagenet") downloads: V1's URL, not DEFAULT's."""
+    asked = []
+
+    def offline(url, *args, **kwargs):
+        asked.append(url)
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(backbones.BackboneError, match="resnet50-0676ba61.pth"):
+        backbones.load_backbone("resnet50", "imagenet", key="e7.weights")
+    assert asked == [torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url]
+    assert asked != [torchvision.models.ResNet50_Weights.DEFAULT.url]
+
+
+@pytest.mark.parametrize(
+    "arch, layer, line",
+    [
+        ("resnet50", "avgpol", "params.yaml: e7.layer 'avgpol' is not a module of resnet50 (e.g. avgpool, layer4, fc)"),
+        ("resnet50", "layer4.2.bn4", "params.yaml: e7.layer 'layer4.2.bn4' is not a module of resnet50 (e.g. layer4.2.bn3, avgpool, layer4)"),
+        ("resnet18", "layer4.2", "params.yaml: e7.layer 'layer4.2' is not a module of resnet18 (e.g. layer4.1, avgpool, layer4)"),
+    ],
+)
+def test_a_layer_the_architecture_lacks_is_one_line(arch, layer, line):
+    with pytest.raises(ParamError) as err:
+        backbones.check_layer(arch, layer, "e7.layer")
+    assert str(err.value) == line and err.value.key == "e7.layer"
+
+
+@pytest.mark.parametrize("layer", ["avgpool", "layer4", "layer3.5.conv2", "fc"])
+def test_a_layer_it_has_passes(layer):
+    backbones.check_layer("resnet50", layer, "e7.layer")  # no error
+
+
+def test_check_weights_accepts_hub_and_random_and_names_a_missing_file(tmp_path):
+    backbones.check_weights("imagenet", "e8.weights")
+    backbones.check_weights("none", "e8.weights")
+    with pytest.raises(ParamError, match=r"^params.yaml: e8.weights names the weights file .*gone.pt, which does not exist"):
+        backbones.check_weights(str(tmp_path / "gone.pt"), "e8.weights")
 
 
 def test_grey_stem_sums_the_rgb_filters(resnet18):

@@ -55,7 +55,7 @@ def test_subsample_is_stratified_and_seeded():
 
 @pytest.mark.parametrize(
     "name, shape, n_classes",
-    [("mnist", (1, 28, 28), 10), ("usps", (1, 8, 8), 10), ("stanford_dogs", (3, 16, 16), 10)],
+    [("mnist", (1, 28, 28), 10), ("sklearn_digits", (1, 8, 8), 10), ("colour_digits", (3, 16, 16), 10)],
 )
 def test_embedded_fetch_and_prepare(tmp_path, name, shape, n_classes):
     raw, out = tmp_path / "raw", tmp_path / "prepared"
@@ -79,7 +79,7 @@ def test_test_scenes_are_composed_of_test_digits_only(tmp_path, monkeypatch):
         return real(digits, labels, n, **kwargs)
 
     monkeypatch.setattr(scenes, "make_digit_scenes", recording)
-    for name in ("mnist", "voc2007"):
+    for name in ("mnist", "digit_scenes"):
         datasets.fetch(name, "embedded", tmp_path / "raw" / name)
         datasets.prepare(
             name, "embedded", tmp_path / "raw" / name, tmp_path / name, fractions=FRACTIONS, seed=0, max_images=300,
@@ -89,7 +89,7 @@ def test_test_scenes_are_composed_of_test_digits_only(tmp_path, monkeypatch):
     assert len(used) == 3
     for digits, expected in zip(used, mnist_splits):
         assert np.array_equal(digits, expected)
-    test = datasets.load_split(tmp_path / "voc2007", "test")
+    test = datasets.load_split(tmp_path / "digit_scenes", "test")
     assert test.x.shape == (4, 3, 48, 48) and test.y.shape == (4, 10) and test.difficult.shape == (4, 10)
     assert np.all(test.y.sum(1) >= 1), "every scene holds at least one digit"
     assert np.all(test.difficult <= test.y), "only a present class can be difficult"

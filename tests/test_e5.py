@@ -2,68 +2,115 @@
 
 from __future__ import annotations
 
-import copy
+import csv
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from reprodl import datasets, engine
+from configs import PARAMS, ROOT, compose, errors
+
+from reprodl import config, datasets, engine
 from reprodl.autoencoder import ENGINE_LOSS, autoencoder, encode, load_autoencoder, reconstruct
 from reprodl.experiments import e5
-from reprodl.params import ParamError, check_data
 
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-DATA = check_data(PARAMS["data"])
+POINTS = PARAMS["e5"]["tsne"]["points"]  # the committed sample size of the t-SNE maps
+
+SHRINK = {
+    "e5.bottlenecks": [16, 8], "e5.figure_images": 3, "e5.train.epochs": 1, "e5.train.max_batches": 2,
+    "e5.tsne.points": 30, "e5.tsne.perplexity": 5,
+}
 
 
-def section(**changes) -> dict:
-    out = copy.deepcopy(PARAMS["e5"])
-    out.update(bottlenecks=[16, 8], figure_images=3)
-    out["train"].update(epochs=1, max_batches=2)
-    out["tsne"].update(points=30, perplexity=5)
-    for key, value in changes.items():
-        out[key] = value
-    return out
+def shrunk_config(**overrides) -> config.E5:
+    """The real e5 section, shrunk (2 sizes, 1 epoch of 2 batches, 30-point maps), plus dotted-key overrides."""
+    return compose({**SHRINK, **overrides}).e5
+
+
+def stage_common():
+    """stages/common.py, whose write_outputs splits the wall times off the metrics."""
+    spec = importlib.util.spec_from_file_location("stage_common", ROOT / "stages" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def leaves(tree) -> list:
+    return [v for value in tree.values() for v in leaves(value)] if isinstance(tree, dict) else [tree]
 
 
 def test_the_real_section_is_valid():
-    cfg = e5.check_params(PARAMS["e5"], DATA, seed=0)
-    assert cfg["bottlenecks"] == [400, 256, 100, 64, 16] and cfg["losses"] == ["mse", "bce"]
-    assert cfg["train"]["bce"].loss == "bce_with_logits" and cfg["train"]["mse"].loss == "mse"
+    cfg = compose().e5
+    assert cfg.bottlenecks == [400, 256, 100, 64, 16] and cfg.losses == ["mse", "bce"] and cfg.datasets == ["mnist"]
+    assert cfg.neighbors < cfg.tsne.points and cfg.tsne.perplexity <= cfg.tsne.points - 1 and cfg.train.optimizer == "adam"
 
 
 @pytest.mark.parametrize(
-    "changes, key",
+    "overrides, expected",
     [
-        ({"bottlenecks": [64, 785]}, r"e5\.bottlenecks\[1\] is 785, larger than the input \(784 pixels\)"),
-        ({"bottlenecks": [0]}, r"e5\.bottlenecks\[0\] must be an integer >= 1"),
-        ({"losses": ["mse", "l1"]}, r"e5\.losses\[1\] must be one of mse, bce"),
-        ({"datasets": ["mnist", "fashion_mnist"]}, r"e5\.datasets\[1\] is 'fashion_mnist', which is not prepared"),
-        ({"datasets": ["usps"]}, r"e5\.datasets\[0\] must be one of mnist, fashion_mnist"),
-        ({"tsne": {"points": 30, "perplexity": 0, "n_jobs": 1}}, r"e5\.tsne\.perplexity must be a number > 0"),
-        ({"tsne": {"points": 30, "perplexity": 30, "n_jobs": 1}}, r"e5\.tsne\.perplexity must be at most e5\.tsne\.points - 1 \(29\)"),
-        ({"train": {"epochs": 1, "batch_size": 8, "lr": -1}}, r"e5\.train\.lr must be a number > 0"),
+        ({"e5.bottlenecks": [0]}, "params.yaml: e5.bottlenecks[0] must be >= 1, got 0"),
+        ({"e5.bottlenecks": [64, 64]}, "params.yaml: e5.bottlenecks lists a value twice: [64, 64]"),
+        ({"e5.bottlenecks": []}, "params.yaml: e5.bottlenecks must list at least 1 item(s), got []"),
+        ({"e5.losses": ["mse", "l1"]}, "params.yaml: e5.losses[1] must be one of mse, bce; got 'l1'"),
+        ({"e5.datasets": ["mnist", "fashion_mnist"]}, "params.yaml: e5.datasets[1] is 'fashion_mnist', which is not prepared: add it to data.datasets"),
+        ({"e5.datasets": ["digit_scenes"]}, "params.yaml: e5.datasets[0] must be a multiclass dataset, got 'digit_scenes' (multilabel)"),
+        ({"e5.tsne.perplexity": 0}, "params.yaml: e5.tsne.perplexity must be > 0, got 0"),
+        ({"e5.tsne.points": 30, "e5.tsne.perplexity": 30}, "params.yaml: e5.tsne.perplexity must be at most points - 1 (29), got 30"),
+        ({"e5.neighbors": POINTS}, f"params.yaml: e5.neighbors must be below tsne.points ({POINTS}), got {POINTS}"),
+        ({"e5.train.lr": -1}, "params.yaml: e5.train.lr must be > 0, got -1"),
+        ({"e5.train.epochs": 0}, "params.yaml: e5.train.epochs must be >= 1, got 0"),
+        ({"e5.train.momentum": 0.9}, "params.yaml: e5.train.momentum applies to optimizer sgd only, not adam: remove the key"),
+        ({"e5.figure_images": 0}, "params.yaml: e5.figure_images must be >= 1, got 0"),
+        ({"e5.tsne.point": 30}, "params.yaml: e5.tsne.point is not a known key (did you mean points?)"),
     ],
 )
-def test_bad_params_are_refused_with_their_key(changes, key):
-    with pytest.raises(ParamError, match=key):
-        e5.check_params(section(**changes), DATA, seed=0)
+def test_bad_params_get_one_line_naming_the_key(overrides, expected):
+    lines = errors(overrides)
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
 
 
 def test_fashion_mnist_in_the_embedded_profile_is_a_clear_error():
-    with pytest.raises(ParamError, match=r"data\.datasets\[1\] \(fashion_mnist\): fashion_mnist has no embedded stand-in"):
-        check_data({**PARAMS["data"], "datasets": ["mnist", "fashion_mnist"]})
+    lines = errors({"data.datasets": ["mnist", "fashion_mnist"], "e5.datasets": ["mnist", "fashion_mnist"]})
+    assert len(lines) == 1 and lines[0].startswith("params.yaml: data.datasets[1] (fashion_mnist): has no embedded stand-in"), lines
 
 
-def test_a_perplexity_too_large_for_a_split_is_refused_before_any_work(prepared_root, tmp_path):
-    cfg = e5.check_params(section(tsne={"points": 100, "perplexity": 40, "n_jobs": 1}), DATA, seed=0)  # test has 30 images
-    with pytest.raises(ParamError, match=r"e5\.tsne\.perplexity is too large for the 30 points of the mnist test split"):
-        e5.run_e5(cfg, prepared_root, models_dir=tmp_path / "models", plots_dir=tmp_path / "plots", report_path=tmp_path / "e5.md", progress=False)
-    assert not (tmp_path / "models").exists()
+@pytest.fixture(scope="module")
+def digits_root(tmp_path_factory) -> Path:
+    """A data/prepared-like folder with the embedded sklearn_digits (8 x 8 = 64 pixels), 300 images."""
+    root = tmp_path_factory.mktemp("digits")
+    datasets.fetch("sklearn_digits", "embedded", root / "raw")
+    datasets.prepare("sklearn_digits", "embedded", root / "raw", root / "prepared" / "sklearn_digits", fractions=(0.8, 0.1, 0.1), seed=0, max_images=300)
+    return root / "prepared"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"e5.tsne.points": 100, "e5.tsne.perplexity": 40},
+         r"^params\.yaml: e5\.tsne\.perplexity is too large for the 30 points of the mnist test split: perplexity must be at most 29, neighbors below 30$"),
+        ({"e5.tsne.points": 100, "e5.neighbors": 30}, r"^params\.yaml: e5\.neighbors is too large for the 30 points of the mnist test split"),
+        ({"e5.datasets": ["sklearn_digits"], "e5.bottlenecks": [32, 65]},
+         r"^params\.yaml: e5\.bottlenecks\[1\] is 65, larger than the input \(64 pixels of sklearn_digits in .*\): a bottleneck must compress$"),
+    ],
+)
+def test_what_needs_the_files_is_a_param_error_before_any_work(prepared_root, digits_root, tmp_path, overrides, message):
+    cfg = shrunk_config(**overrides)  # valid on its own: only the files refute it
+    root = digits_root if cfg.datasets == ["sklearn_digits"] else prepared_root
+    with pytest.raises(config.ParamError, match=message) as err:
+        e5.run_e5(cfg, root, models_dir=tmp_path / "models", figures_dir=tmp_path / "plots", tables_dir=tmp_path / "plots", report_path=tmp_path / "e5.md", progress=False)
+    assert err.value.key == message.split(" ")[1].replace("\\", "")
+    assert not (tmp_path / "models").exists() and not (tmp_path / "plots").exists() and not (tmp_path / "e5.md").exists()
+
+
+def test_a_bottleneck_as_large_as_the_input_is_allowed(digits_root, tmp_path):
+    cfg = shrunk_config(**{"e5.datasets": ["sklearn_digits"], "e5.bottlenecks": [64], "e5.losses": ["mse"]})
+    metrics = e5.run_e5(cfg, digits_root, models_dir=tmp_path / "models", figures_dir=tmp_path / "plots", tables_dir=tmp_path / "plots", report_path=tmp_path / "e5.md", seed=0, progress=False)
+    mse = metrics["e5"]["sklearn_digits"]["test"]["mse"]
+    assert mse["mse_loss"]["best_bottleneck"] == 64 and "bce_vs_mse" not in metrics["e5"]["sklearn_digits"]
+    _, spec = load_autoencoder(tmp_path / "models" / "sklearn_digits_mse_b64.pt")
+    assert spec == {"n_inputs": 64, "bottleneck": 64, "loss": "mse"}, "the input size is read from the prepared images"
 
 
 @pytest.mark.parametrize("loss", ["mse", "bce"])
@@ -91,40 +138,74 @@ def test_wilcoxon_of_five_sizes_all_better_gives_the_reference_p():
     assert test["sizes_bce_better"] == 5
 
 
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def test_run_e5_trains_measures_maps_and_writes_its_outputs(prepared_root, tmp_path):
-    cfg = e5.check_params(section(), DATA, seed=0)
+    cfg = shrunk_config()
     epochs = []
     tracker = type("Recorder", (), {"epoch": lambda self, model, epoch, m: epochs.append((model, epoch))})()
-    kwargs = dict(models_dir=tmp_path / "models", plots_dir=tmp_path / "plots", report_path=tmp_path / "e5.md", seed=0, progress=False)
-    metrics = e5.run_e5(cfg, prepared_root, tracker=tracker, **kwargs)["e5"]["mnist"]
+    kwargs = dict(models_dir=tmp_path / "models", figures_dir=tmp_path / "plots", tables_dir=tmp_path / "plots", report_path=tmp_path / "e5.md", seed=0, progress=False)
+    tree = e5.run_e5(cfg, prepared_root, tracker=tracker, **kwargs)
     configs = ["mse_b16", "mse_b8", "bce_b16", "bce_b8"]
-    assert [m for m, _ in epochs] == [f"mnist/{c}" for c in configs]
-    for config in configs:
-        for split in ("train", "test"):
-            r = metrics[config][split]
-            assert r["mse_mean"] > 0 and r["mse_std"] > 0
-            assert 0 <= r["neighboring_hit_code"] <= 1 and 0 <= r["neighboring_hit_reconstruction"] <= 1
-        assert (tmp_path / "plots" / f"mnist_tsne_{config}.png").exists()
-    assert metrics["mse_b16"]["n_params"] == 784 * 16 + 16 + 16 * 784 + 784
-    # The linear baselines: a 16-d PCA code beats an 8-d one, and both beat the mean image.
-    assert metrics["pca_b16"]["test"]["mse_mean"] < metrics["pca_b8"]["test"]["mse_mean"] < metrics["mean_image"]["test"]["mse_mean"]
-    assert 0 < metrics["bce_vs_mse"]["test"]["wilcoxon_p_bce_better"] <= 1 and metrics["bce_vs_mse"]["test"]["sizes"] == 2
-    for name in ("mnist_train_reconstructions.png", "mnist_test_reconstructions.png", "mnist_mse.png"):
-        assert (tmp_path / "plots" / name).stat().st_size > 0
-    assert "| 16 |" in (tmp_path / "e5.md").read_text()
+    assert epochs == [(f"mnist/{c}", 1) for c in configs], "one epoch (e5.train.epochs) per configuration"
+
+    # What the stage writes: headline numbers only, the wall times split off to timings/.
+    metrics, timings = stage_common().split_timings(tree)
+    assert set(timings["e5"]["mnist"]) == {"seconds", "train_seconds"} and list(timings["e5"]["mnist"]["train_seconds"]) == configs
+    headline = metrics["e5"]["mnist"]
+    assert set(headline) == {"test", "bce_vs_mse"}
+    assert set(headline["test"]) == {"mse", "neighboring_hit"}
+    assert set(headline["test"]["mse"]) == {"mse_loss", "bce_loss", "mean_image"}
+    assert set(headline["test"]["neighboring_hit"]) == {"originals", "code_best", "reconstruction_best"}
+    assert len(leaves(metrics)) == 17
     json.dumps(metrics)
 
-    # The saved model rebuilds exactly: its test MSE is the one reported.
+    # Every configuration's numbers are in the table; the headline picks from it.
+    rows = read_csv(tmp_path / "plots" / "mnist_autoencoders.csv")
+    assert [(r["loss"], int(r["bottleneck"]), r["split"]) for r in rows] == [(c.split("_b")[0], int(c.split("_b")[1]), s) for c in configs for s in ("train", "test")]
+    assert {int(r["n_params"]) for r in rows if r["bottleneck"] == "16"} == {784 * 16 + 16 + 16 * 784 + 784}
+    test_mse = {(r["loss"], int(r["bottleneck"])): float(r["mse_mean"]) for r in rows if r["split"] == "test"}
+    for loss in ("mse", "bce"):
+        by_size = {b: test_mse[(loss, b)] for b in (16, 8)}
+        best, worst = min(by_size, key=by_size.get), max(by_size, key=by_size.get)
+        assert headline["test"]["mse"][f"{loss}_loss"] == pytest.approx(
+            {"best": by_size[best], "best_bottleneck": best, "worst": by_size[worst], "worst_bottleneck": worst}, abs=1e-5
+        )
+        assert best != worst
+    assert all(float(r["mse_std"]) > 0 for r in rows)
+    hits = [float(r["neighboring_hit_code"]) for r in rows if r["split"] == "test"]
+    assert headline["test"]["neighboring_hit"]["code_best"] == pytest.approx(max(hits), abs=1e-6)
+
+    # The linear baselines: a 16-d PCA code beats an 8-d one, and both beat the mean image.
+    baselines = {(r["baseline"], r["bottleneck"], r["split"]): r for r in read_csv(tmp_path / "plots" / "mnist_baselines.csv")}
+    assert list(baselines) == [("mean_image", "", "test"), ("pca", "16", "test"), ("pca", "8", "test"), ("originals", "", "train"), ("originals", "", "test")]
+    pca16, pca8, mean = (float(baselines[k]["mse_mean"]) for k in [("pca", "16", "test"), ("pca", "8", "test"), ("mean_image", "", "test")])
+    assert pca16 < pca8 < mean and headline["test"]["mse"]["mean_image"] == pytest.approx(mean, abs=1e-5)
+    assert float(baselines[("originals", "", "test")]["neighboring_hit"]) == pytest.approx(headline["test"]["neighboring_hit"]["originals"], abs=1e-6)
+
+    # Two sizes: the one-sided Wilcoxon p cannot go below 1/4, so no verdict for BCE.
+    wilcoxon = headline["bce_vs_mse"]["test"]
+    assert wilcoxon["sizes"] == 2 and wilcoxon["wilcoxon_p_bce_better"] >= 0.25 and wilcoxon["bce_better"] is False
+    assert wilcoxon["sizes_bce_better"] == sum(test_mse[("bce", b)] < test_mse[("mse", b)] for b in (16, 8))
+
+    for config in configs:
+        assert (tmp_path / "plots" / f"mnist_tsne_{config}.png").stat().st_size > 0
+    for name in ("mnist_train_reconstructions.png", "mnist_test_reconstructions.png", "mnist_mse.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0
+    report = (tmp_path / "e5.md").read_text()
+    assert f"| 16 | {test_mse[('mse', 16)]:.3f} +- " in report and "plots/e5/tables/mnist_autoencoders.csv" in report
+    assert "Verdict (one-sided p < 0.05): no evidence that BCE reconstructs better." in report
+
+    # The saved model rebuilds exactly: its test MSE is the one in the table.
     model, spec = load_autoencoder(tmp_path / "models" / "mnist_bce_b8.pt")
     assert spec == {"n_inputs": 784, "bottleneck": 8, "loss": "bce"}
     test = datasets.load_split(prepared_root / "mnist", "test")
     x = engine.to_tensor_images(test.x)
-    errors = ((reconstruct(model, x, "bce") - x.flatten(1)) ** 2).mean(1) * e5.MSE_SCALE
-    assert float(errors.mean()) == pytest.approx(metrics["bce_b8"]["test"]["mse_mean"], rel=1e-5)
+    errors_ = ((reconstruct(model, x, "bce") - x.flatten(1)) ** 2).mean(1) * e5.MSE_SCALE
+    assert float(errors_.mean()) == pytest.approx(test_mse[("bce", 8)], rel=1e-5)
 
-    again = e5.run_e5(cfg, prepared_root, **kwargs)["e5"]["mnist"]
-    assert without_seconds(again) == without_seconds(metrics), "the same params give the same metrics"
-
-
-def without_seconds(tree: dict) -> dict:
-    return {key: {k: v for k, v in value.items() if k != "seconds"} for key, value in tree.items()}
+    again, _ = stage_common().split_timings(e5.run_e5(cfg, prepared_root, **kwargs))
+    assert again == metrics, "the same params give the same metrics"

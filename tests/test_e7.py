@@ -1,56 +1,83 @@
-"""E7: params checks, linear heads on synthetic features, the three steps on a tiny scene set."""
+"""E7: config errors, checks at run start, linear heads on synthetic features, the three steps on a tiny scene set."""
 
 from __future__ import annotations
 
-import copy
+import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from reprodl import backbones, engine, io
+from configs import compose, errors
+
+from reprodl import backbones, config, engine, io
 from reprodl.experiments import e7
-from reprodl.params import ParamError, check_data
-
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-DATA = check_data(PARAMS["data"])
 
 
-def section(**changes) -> dict:
-    out = copy.deepcopy(PARAMS["e7"])
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
-        node = out
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return out
+def tiny_config(weights: str, **overrides) -> config.E7:
+    """The real e7 section shrunk to a resnet18 at 32 px: 1-2 epochs, a few images, fp32."""
+    return compose({
+        "e7.arch": "resnet18", "e7.weights": weights, "e7.image_size": 32, "e7.max_train_images": 16,
+        "e7.feature_batch_size": 8, "e7.feature_precision": "fp32",
+        "e7.linear.epochs": 2, "e7.linear.batch_size": 8, "e7.linear.lr": 0.01,
+        "e7.finetune.epochs": 1, "e7.finetune.batch_size": 8, "e7.finetune.lr": 0.001, "e7.finetune.max_train_images": 12,
+        **overrides,
+    }).e7
 
 
-def test_the_real_section_passes():
-    cfg = e7.check_params(PARAMS["e7"], DATA, 0)
-    assert cfg["layer"] == "avgpool" and cfg["linear"].loss == cfg["finetune"].loss == "bce_with_logits"
+def test_the_real_section_gives_bce_train_configs():
+    cfg = compose().e7
+    assert cfg.layer == "avgpool"
+    linear, finetune = e7.linear_config(cfg, seed=3), e7.finetune_config(cfg, seed=3)
+    assert linear.loss == finetune.loss == "bce_with_logits" and linear.seed == finetune.seed == 3
+    assert (linear.epochs, linear.lr, finetune.epochs, finetune.lr) == (cfg.linear.epochs, cfg.linear.lr, cfg.finetune.epochs, cfg.finetune.lr)
 
 
 @pytest.mark.parametrize(
-    "changes, message",
+    "overrides, line",
     [
-        ({"arch": "resnet51"}, "e7.arch must be one of resnet18, resnet50"),
-        ({"dataset": "mnist"}, "e7.dataset must be a multilabel dataset"),
-        ({"weights": ""}, "e7.weights must be 'imagenet', 'none' or the path"),
-        ({"image_size": 0}, "e7.image_size must be an integer >= 1"),
-        ({"linear__lr": -0.1}, "e7.linear.lr must be a number > 0"),
-        ({"finetune__optimizer": "sgd"}, "e7.finetune.optimizer must be the linear head's optimiser"),
-        ({"finetune__max_train_images": 0}, "e7.finetune.max_train_images must be an integer >= 1"),
-        ({"feature_precision": "half"}, "e7.feature_precision must be one of fp32, bf16, auto"),
+        ({"e7.arch": "resnet51"}, "params.yaml: e7.arch must be one of resnet50, resnet18; got 'resnet51'"),
+        ({"e7.dataset": "mnist"}, "params.yaml: e7.dataset must be a multilabel dataset, got 'mnist' (multiclass)"),
+        ({"e7.weights": ""}, "params.yaml: e7.weights must be 'imagenet', 'none' or the path of a weights file, got ''"),
+        ({"e7.image_size": 0}, "params.yaml: e7.image_size must be >= 1, got 0"),
+        ({"e7.linear.lr": -0.1}, "params.yaml: e7.linear.lr must be > 0, got -0.1"),
+        ({"e7.finetune.optimizer": "sgd"},
+         "params.yaml: e7.finetune.optimizer must be the linear head's optimiser (adam), as the catalogue compares them; got 'sgd'"),
+        ({"e7.finetune.max_train_images": 0}, "params.yaml: e7.finetune.max_train_images must be >= 1, got 0"),
+        ({"e7.feature_precision": "half"}, "params.yaml: e7.feature_precision must be one of fp32, bf16, auto; got 'half'"),
+        ({"e7.finetune.max_epochs": 3}, "params.yaml: e7.finetune.max_epochs is not a known key (did you mean epochs?)"),
     ],
 )
-def test_bad_params_are_named(changes, message):
-    with pytest.raises(ParamError, match=message):
-        e7.check_params(section(**changes), DATA, 0)
+def test_bad_params_get_one_line_naming_the_key(overrides, line):
+    assert errors(overrides) == [line]
+
+
+def test_a_layer_the_backbone_lacks_is_a_param_error_before_any_work(tmp_path):
+    """The prepared folder does not exist: the layer is checked before anything is read."""
+    cfg = compose({"e7.layer": "avgpol", "e7.weights": "none"}).e7
+    with pytest.raises(config.ParamError) as err:
+        e7.extract_features(cfg, tmp_path / "no_such_dataset", tmp_path / "features", progress=False)
+    assert str(err.value) == "params.yaml: e7.layer 'avgpol' is not a module of resnet50 (e.g. avgpool, layer4, fc)"
+    assert err.value.key == "e7.layer" and not (tmp_path / "features").exists()
+
+
+@pytest.mark.parametrize("step", ["extract_features", "finetune"])
+def test_a_missing_weights_file_names_e7_weights_before_any_work(tmp_path, step):
+    cfg = compose({"e7.weights": str(tmp_path / "nope.pt")}).e7
+    with pytest.raises(config.ParamError, match=r"^params.yaml: e7.weights names the weights file .*nope.pt, which does not exist") as err:
+        if step == "finetune":
+            e7.finetune(cfg, tmp_path / "no_such_dataset", tmp_path / "ckpt.pt", progress=False)
+        else:
+            e7.extract_features(cfg, tmp_path / "no_such_dataset", tmp_path / "features", progress=False)
+    assert err.value.key == "e7.weights"
+
+
+def test_heads_refuse_to_start_without_the_finetune_scores(tmp_path, tiny_scenes, tiny_features):
+    with pytest.raises(FileNotFoundError, match="run the e7_finetune stage first"):
+        e7.run_heads(compose().e7, tiny_scenes, tiny_features, tmp_path / "missing.npz", report_path=tmp_path / "e7.md",
+                     figure_path=tmp_path / "ap.png", table_path=tmp_path / "ap.csv", progress=False)
+    assert not (tmp_path / "e7.md").exists()
 
 
 def test_linear_head_learns_synthetic_features():
@@ -64,7 +91,8 @@ def test_linear_head_learns_synthetic_features():
     labels = {s: {"present": present[i], "difficult": torch.zeros_like(present[i], dtype=torch.bool)} for s, i in splits.items()}
     maps = {}
     for name, features in (("informative", informative), ("noise", noise)):
-        scores = e7.train_linear_head({s: features[i] for s, i in splits.items()}, {s: present[i] for s, i in splits.items()}, cfg, seed=0, progress=False)
+        scores, history = e7.train_linear_head({s: features[i] for s, i in splits.items()}, {s: present[i] for s, i in splits.items()}, cfg, seed=0, progress=False)
+        assert len(history.train_loss) == 15 and history.precision == "fp32"
         maps[name] = e7.ap_table(scores, labels, ["a", "b", "c", "d"])["test"]["map_voc07"]
     assert maps["informative"] > 85 and maps["noise"] < 70
 
@@ -84,38 +112,67 @@ def tiny_scenes(tmp_path_factory):
         difficult = np.zeros_like(present)
         difficult[0, np.argmax(present[0])] = 1
         io.save_npz(root / f"{split}.npz", x=x, y=present, difficult=difficult)
-    io.write_json(root / "meta.json", {"name": "voc2007", "profile": "embedded", "source": "test scenes", "task": "multilabel",
+    io.write_json(root / "meta.json", {"name": "digit_scenes", "profile": "embedded", "source": "test scenes", "task": "multilabel",
                                       "classes": ["a", "b", "c"], "image_shape": [3, 32, 32], "sizes": sizes})
     return root
 
 
-def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes):
-    weights = tmp_path / "resnet18.pt"
-    backbones.save_backbone(weights, "resnet18", backbones.build_backbone("resnet18", 3, seed=5), "test")
-    raw = section(arch="resnet18", weights=str(weights), image_size=32, max_train_images=16, feature_batch_size=8, feature_precision="fp32",
-                  linear={"epochs": 2, "batch_size": 8, "lr": 0.01, "optimizer": "adam"},
-                  finetune={"epochs": 1, "batch_size": 8, "lr": 0.001, "optimizer": "adam", "max_train_images": 12})
-    cfg = e7.check_params(raw, {**DATA, "datasets": ["voc2007"]}, 0)
-    info = e7.extract_features(cfg, tiny_scenes, tmp_path / "features", progress=False)
-    assert info["precision"] == "fp32"
-    features = e7.load_features(tmp_path / "features" / "pretrained.pt")
-    assert info["pretrained"]["dim"] == 512 and features["train"].shape == (16, 512) and features["test"].shape == (8, 512)
-    random = e7.load_features(tmp_path / "features" / "random.pt")
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pt"
+    backbones.save_backbone(path, "resnet18", backbones.build_backbone("resnet18", 3, seed=5), "test")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_features(tmp_path_factory, tiny_scenes, tiny_weights) -> Path:
+    out = tmp_path_factory.mktemp("features")
+    info = e7.extract_features(tiny_config(tiny_weights), tiny_scenes, out, progress=False)
+    assert info["precision"] == "fp32" and info["pretrained"]["seconds"] >= 0
+    assert "seconds" not in (out / "info.json").read_text(), "info.json is an output: no wall times in it"
+    return out
+
+
+def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_weights, tiny_features):
+    cfg = tiny_config(tiny_weights)
+    features = e7.load_features(tiny_features / "pretrained.pt")
+    assert features["train"].shape == (16, 512) and features["test"].shape == (8, 512)
+    assert io.read_json(tiny_features / "info.json")["pretrained"]["dim"] == 512
+    random = e7.load_features(tiny_features / "random.pt")
     assert not torch.allclose(features["test"], random["test"])  # the two backbones differ
 
     scores, run = e7.finetune(cfg, tiny_scenes, tmp_path / "ckpt.pt", progress=False)
     assert scores["train"].shape == (12, 3) and run["train_images"] == 12 and (tmp_path / "ckpt.pt").exists()
-    io.save_npz(tmp_path / "scores.npz", **{s: v.numpy() for s, v in scores.items()}, train_index=run["train_index"].numpy(), seconds=run["seconds"])
+    assert run["precision"] == "fp32" and run["epochs"] == 1
+    e7.save_finetune_scores(tmp_path / "scores.npz", scores, run)
 
-    metrics = e7.run_heads(cfg, tiny_scenes, tmp_path / "features", tmp_path / "scores.npz",
-                           report_path=tmp_path / "e7.md", figure_path=tmp_path / "ap.png", progress=False)
+    metrics = e7.run_heads(cfg, tiny_scenes, tiny_features, tmp_path / "scores.npz", report_path=tmp_path / "e7.md",
+                           figure_path=tmp_path / "ap.png", table_path=tmp_path / "ap.csv", progress=False)
+    tree = metrics["e7"]
+    assert list(tree) == [*e7.MODELS, "features"]
     for model in e7.MODELS:
+        assert set(tree[model]) == {"train_images", "precision", "seconds", "train", "test"}, "headline numbers only, no per-class AP"
+        assert tree[model]["precision"] == "fp32"
         for split in ("train", "test"):
-            row = metrics["e7"][model][split]
-            assert 0 <= row["map_voc07"] <= 100 and 0 <= row["map_sklearn"] <= 100
-            assert set(row["ap_voc07"]) == {"a", "b", "c"}
-    assert metrics["e7"]["features"]["precision"] == "fp32", "the metrics say what the features were computed in"
+            assert set(tree[model][split]) == {"map_voc07", "map_sklearn"}
+            assert 0 <= tree[model][split]["map_voc07"] <= 100 and 0 <= tree[model][split]["map_sklearn"] <= 100
+    assert tree["finetuned"]["train_images"] == 12 and tree["linear_pretrained"]["train_images"] == 16
+    assert tree["features"]["precision"] == "fp32", "the metrics say what the features were computed in"
+    assert count_leaves(tree) <= 25
+
+    with open(tmp_path / "ap.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 2 * 2 * 3, "model x split x AP definition x class"
+    assert {r["class"] for r in rows} == {"a", "b", "c"} and {r["method"] for r in rows} == {"voc07", "sklearn"}
+    test_voc07 = [float(r["ap"]) for r in rows if r["model"] == "finetuned" and r["split"] == "test" and r["method"] == "voc07"]
+    assert np.nanmean(test_voc07) == pytest.approx(tree["finetuned"]["test"]["map_voc07"], abs=0.01)
+
     report = (tmp_path / "e7.md").read_text()
     assert "extracted in fp32" in report
     assert "83.40" in report and "87.23" in report and "difficult" in report
+    assert "bce_with_logits" in report, "the report shows the TrainConfigs that ran"
     assert (tmp_path / "ap.png").stat().st_size > 0
+
+
+def count_leaves(tree) -> int:
+    return sum(count_leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1

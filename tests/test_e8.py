@@ -1,21 +1,17 @@
-"""E8 and the pretrain stage's library: variants' trainable parameters, the count, params checks, a tiny run."""
+"""E8 and the pretrain stage's library: variants' trainable parameters, the count, config errors, tiny runs."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+import torch
 
-from reprodl import backbones, io, models
+from configs import DELETE, compose, errors
+
+from reprodl import backbones, config, io, models
 from reprodl.experiments import e8, pretrain
-from reprodl.params import ParamError, check_data
-
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-DATA = check_data(PARAMS["data"])
 
 
 @pytest.fixture(scope="module")
@@ -46,61 +42,124 @@ def test_variants_train_the_right_parameters(weights):
 
 
 @pytest.mark.parametrize(
-    "changes, message",
+    "overrides, line",
     [
-        ({"arch": "resnet50"}, "e8.arch must be one of resnet18"),
-        ({"variants": ["scratch", "imagenet_all"]}, r"e8.variants\[1\] must be one of scratch"),
-        ({"variants": []}, "e8.variants must be a non-empty list"),
-        ({"weights": 3}, "e8.weights must be 'imagenet'"),
-        ({"train": {"epochs": 1, "batch_size": 8, "lr": 0.0, "optimizer": "adam"}}, "e8.train.lr must be a number > 0"),
-        ({"train": {"epochs": 1, "batch_size": 8, "lr": 0.01, "optimizer": "rmsprop"}}, "e8.train.optimizer must be one of"),
-        ({"image_size": 2.5}, "e8.image_size must be an integer >= 1"),
+        ({"e8.arch": "resnet50"}, "params.yaml: e8.arch must be one of resnet18; got 'resnet50'"),
+        ({"e8.variants": ["scratch", "imagenet_all"]},
+         "params.yaml: e8.variants[1] must be one of scratch, pretrained_all, pretrained_layer4; got 'imagenet_all'"),
+        ({"e8.variants": []}, "params.yaml: e8.variants must list at least 1 item(s), got []"),
+        ({"e8.variants": ["scratch", "scratch"]}, "params.yaml: e8.variants lists a value twice: ['scratch', 'scratch']"),
+        ({"e8.weights": 3}, "params.yaml: e8.weights must be a string, got 3"),
+        ({"e8.weights": ""}, "params.yaml: e8.weights must be 'imagenet', 'none' or the path of a weights file, got ''"),
+        ({"e8.train.lr": 0.0}, "params.yaml: e8.train.lr must be > 0, got 0.0"),
+        ({"e8.train.optimizer": "rmsprop"}, "params.yaml: e8.train.optimizer must be one of sgd, adam, adamw, adadelta; got 'rmsprop'"),
+        ({"e8.image_size": 2.5}, "params.yaml: e8.image_size must be an integer, got 2.5"),
+        ({"e8.dataset": "digit_scenes"}, "params.yaml: e8.dataset must be a multiclass dataset, got 'digit_scenes' (multilabel)"),
     ],
 )
-def test_bad_e8_params_are_named(changes, message):
-    with pytest.raises(ParamError, match=message):
-        e8.check_params({**copy.deepcopy(PARAMS["e8"]), **changes}, DATA, 0)
+def test_bad_e8_params_get_one_line_naming_the_key(overrides, line):
+    assert errors(overrides) == [line]
 
 
 @pytest.mark.parametrize(
-    "changes, message",
+    "overrides, line",
     [
-        ({"dataset": "mnist"}, "pretrain.dataset must be one of stanford_dogs, usps .*shares no image"),
-        ({"archs": ["vgg16"]}, r"pretrain.archs\[0\] must be one of resnet18, resnet50"),
-        ({"max_images": -1}, "pretrain.max_images must be an integer >= 1"),
+        ({"pretrain.dataset": "mnist"},
+         "params.yaml: pretrain.dataset must be one of colour_digits, sklearn_digits, stanford_dogs, usps "
+         "(a source that shares no image with the targets of E7 and E8); got 'mnist'"),
+        ({"pretrain.archs": ["vgg16"]}, "params.yaml: pretrain.archs[0] must be one of resnet50, resnet18; got 'vgg16'"),
+        ({"pretrain.max_images": -1}, "params.yaml: pretrain.max_images must be >= 1, got -1"),
+        ({"pretrain.resnet18": DELETE},
+         "params.yaml: pretrain.resnet18 is missing: pretrain.archs lists resnet18, which needs its training block"),
+        ({"pretrain.resnet50.lr": 0}, "params.yaml: pretrain.resnet50.lr must be > 0, got 0"),
     ],
 )
-def test_bad_pretrain_params_are_named(changes, message):
-    with pytest.raises(ParamError, match=message):
-        pretrain.check_params({**copy.deepcopy(PARAMS["pretrain"]), **changes}, DATA, 0)
+def test_bad_pretrain_params_get_one_line_naming_the_key(overrides, line):
+    assert errors(overrides) == [line]
 
 
-def test_missing_weights_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ParamError, match="e8.weights names the weights file .*nope.pt, which does not exist"):
-        e8.build_variant("pretrained_all", "resnet18", str(tmp_path / "nope.pt"), 10, seed=0)
+def test_missing_weights_file_names_e8_weights_before_any_work(tmp_path):
+    """The prepared folder does not exist either: the weights are checked first."""
+    cfg = compose({"e8.weights": str(tmp_path / "nope.pt")}).e8
+    with pytest.raises(config.ParamError, match=r"^params.yaml: e8.weights names the weights file .*nope.pt, which does not exist") as err:
+        e8.run_e8(cfg, tmp_path / "no_such_dataset", report_path=tmp_path / "e8.md", summary_path=tmp_path / "s.txt", progress=False)
+    assert err.value.key == "e8.weights" and not (tmp_path / "e8.md").exists()
 
 
-def test_tiny_run_reports_every_variant_and_the_best(tmp_path, weights):
-    root = tmp_path / "mnist"
+def test_scratch_alone_needs_no_weights_file(tmp_path):
+    cfg = compose({"e8.weights": str(tmp_path / "nope.pt"), "e8.variants": ["scratch"]}).e8
+    with pytest.raises(FileNotFoundError):  # it got past the weights check, to the (missing) data
+        e8.run_e8(cfg, tmp_path / "no_such_dataset", report_path=tmp_path / "e8.md", summary_path=tmp_path / "s.txt", progress=False)
+
+
+def tiny_mnist(root: Path) -> Path:
     rng = np.random.default_rng(0)
     sizes = {"train": 20, "val": 10, "test": 10}
     for split, n in sizes.items():
         io.save_npz(root / f"{split}.npz", x=rng.integers(0, 255, (n, 1, 28, 28)).astype(np.uint8), y=np.arange(n) % 10)
     io.write_json(root / "meta.json", {"name": "mnist", "profile": "embedded", "source": "test", "classes": [str(d) for d in range(10)],
                                       "image_shape": [1, 28, 28], "sizes": sizes})
-    raw = {**copy.deepcopy(PARAMS["e8"]), "weights": weights, "image_size": 16, "max_train_images": 16,
-           "train": {"epochs": 1, "batch_size": 8, "lr": 0.001, "optimizer": "adam"}}
-    cfg = e8.check_params(raw, DATA, 0)
-    metrics = e8.run_e8(cfg, root, report_path=tmp_path / "e8.md", summary_path=tmp_path / "summary.txt", progress=False)["e8"]
-    assert set(metrics) == {*e8.VARIANTS, "best"}
+    return root
+
+
+class RecordingTracker:
+    def __init__(self):
+        self.epochs, self.confusions = [], []
+
+    def epoch(self, model, epoch, metrics):
+        self.epochs.append((model, epoch))
+
+    def confusion(self, model, y_true, y_pred, labels):
+        self.confusions.append((model, len(y_true)))
+
+
+def test_tiny_run_reports_every_variant_and_the_best(tmp_path, weights):
+    cfg = compose({"e8.weights": weights, "e8.image_size": 16, "e8.max_train_images": 16, "e8.train.epochs": 1, "e8.train.batch_size": 8,
+                   "e8.train.max_batches": 1}).e8
+    tracker = RecordingTracker()
+    metrics = e8.run_e8(cfg, tiny_mnist(tmp_path / "mnist"), report_path=tmp_path / "e8.md", summary_path=tmp_path / "summary.txt",
+                        tracker=tracker, progress=False)["e8"]
+    assert list(metrics) == ["n_params", *e8.VARIANTS, "best"]
+    assert metrics["n_params"] == 11_175_370
+    for variant in e8.VARIANTS:
+        assert set(metrics[variant]) == {"n_trainable", "precision", "seconds", "train", "val", "test"}
+        assert {split: set(metrics[variant][split]) for split in ("train", "val", "test")} == {s: {"accuracy"} for s in ("train", "val", "test")}
+        assert metrics[variant]["precision"] == "fp32"
     assert metrics["pretrained_layer4"]["n_trainable"] < metrics["scratch"]["n_trainable"] == 11_175_370
-    assert max(metrics[v]["val"]["accuracy"] for v in e8.VARIANTS) == metrics["best"]["val"]["accuracy"]
+    best = metrics["best"]
+    assert best["val"]["accuracy"] == max(metrics[v]["val"]["accuracy"] for v in e8.VARIANTS) == metrics[best["variant"]]["val"]["accuracy"]
+    assert best["test"]["accuracy"] == metrics[best["variant"]]["test"]["accuracy"]
+    assert count_leaves(metrics) <= 25
+    assert [m for m, _ in tracker.epochs] == list(e8.VARIANTS) and tracker.confusions == [(v, 10) for v in e8.VARIANTS]
     assert "11,175,370" in (tmp_path / "summary.txt").read_text()
-    assert "Best by val" in (tmp_path / "e8.md").read_text()
+    report = (tmp_path / "e8.md").read_text()
+    assert "Best by val" in report and "train 16 of 20" in report
 
 
 def test_pretrain_source_images_are_rgb_at_the_asked_size(tmp_path):
-    root = tmp_path / "usps"
+    root = tmp_path / "sklearn_digits"
     io.save_npz(root / "train.npz", x=np.zeros((12, 1, 8, 8), np.uint8), y=np.arange(12) % 3)
     x, y = pretrain.source_images(root, 16, 6, seed=0)
     assert x.shape == (6, 3, 16, 16) and len(y) == 6
+
+
+def test_tiny_pretrain_saves_a_backbone_that_loads(tmp_path):
+    root = tmp_path / "colour_digits"
+    rng = np.random.default_rng(0)
+    for split, n in {"train": 16, "val": 8, "test": 8}.items():
+        io.save_npz(root / f"{split}.npz", x=rng.integers(0, 255, (n, 3, 16, 16)).astype(np.uint8), y=np.arange(n) % 4)
+    io.write_json(root / "meta.json", {"name": "colour_digits", "classes": ["0", "1", "2", "3"], "image_shape": [3, 16, 16]})
+    cfg = compose({"pretrain.archs": ["resnet18"], "pretrain.image_size": 16, "pretrain.max_images": 12,
+                   "pretrain.resnet18.epochs": 1, "pretrain.resnet18.batch_size": 4, "pretrain.resnet18.max_batches": 2}).pretrain
+    metrics = pretrain.run_pretrain(cfg, root, tmp_path / "models", seed=0, progress=False)["pretrain"]
+    assert list(metrics) == ["resnet18"]
+    assert set(metrics["resnet18"]) == {"n_images", "precision", "seconds", "train", "val"} and metrics["resnet18"]["n_images"] == 12
+    assert 0 <= metrics["resnet18"]["val"]["accuracy"] <= 1 and metrics["resnet18"]["precision"] == "fp32"
+    assert not (tmp_path / "models" / "resnet50.pt").exists(), "only the listed archs are trained"
+    model = backbones.load_backbone("resnet18", str(tmp_path / "models" / "resnet18.pt"))
+    assert model.fc.out_features == 4
+    assert not torch.equal(model.conv1.weight, backbones.build_backbone("resnet18", 4, seed=0).conv1.weight), "trained, not the init"
+
+
+def count_leaves(tree) -> int:
+    return sum(count_leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1

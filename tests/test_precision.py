@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from reprodl import engine, models, precision
-from reprodl.params import ParamError, check_train
+from configs import compose, errors
 
 
 def blobs(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,11 +66,12 @@ def test_auto_with_native_bf16_is_exactly_bf16(monkeypatch):
 
 
 def test_precision_param_is_checked_and_defaults_to_fp32():
-    section = {"epochs": 1, "batch_size": 8, "lr": 0.1}
-    assert check_train(section, "e1.mlp", 0).precision == "fp32"
-    assert check_train({**section, "precision": "auto"}, "e1.mlp", 0).precision == "auto"
-    with pytest.raises(ParamError, match="e1.convnet.precision must be one of fp32, bf16, auto; got 'fp16'"):
-        check_train({**section, "precision": "fp16"}, "e1.convnet", 0)
+    params = compose()
+    assert engine.train_config(params.e1.mlp, seed=0).precision == "fp32"  # mlp sets none: the default
+    assert engine.train_config(compose({"e1.mlp.precision": "auto"}).e1.mlp, seed=0).precision == "auto"
+    assert errors({"e1.convnet.precision": "fp16"}) == [
+        "params.yaml: e1.convnet.precision must be one of fp32, bf16, auto; got 'fp16'"
+    ]
 
 
 def test_fast_affine_grid_equals_torch_affine_grid():

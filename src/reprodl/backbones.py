@@ -6,8 +6,11 @@
 
 A weights spec is "imagenet" (torchvision's ImageNet weights, downloaded once into torch's
 hub cache, ~/.cache/torch/hub/checkpoints, or $TORCH_HOME), "none", or the path of a local
-file. A local file is either a plain state_dict (what a user without internet copies in, e.g.
-torchvision's resnet50-11ad3fa6.pth) or what `save_backbone` writes: the state_dict with the
+file. "imagenet" is pinned to one named set of weights per architecture (HUB_WEIGHTS:
+IMAGENET1K_V1, the weights of the catalogue's numbers), never torchvision's `.DEFAULT`, which
+moves to newer weights between torchvision releases (resnet50's DEFAULT is IMAGENET1K_V2 since
+0.13). A local file is either a plain state_dict (what a user without internet copies in, e.g.
+torchvision's resnet50-0676ba61.pth) or what `save_backbone` writes: the state_dict with the
 architecture name and class count, which the embedded profile's pretrain stage produces. Both
 go through the same strict load; a file of another architecture, with missing or unexpected
 keys or tensors of other shapes is an error that says what is wrong. There is no silent
@@ -16,6 +19,7 @@ fallback: a failed download is an error naming the param and the ways out.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -23,11 +27,12 @@ import torch.nn as nn
 import torchvision
 
 from . import io
-from .params import ParamError
+from .config import ARCHS, HUB, RANDOM, ParamError  # ARCHS: the catalogue's backbones (E7, E8)
 
-ARCHS = ("resnet18", "resnet50")  # the catalogue's backbones (E7, E8)
-HUB = "imagenet"
-RANDOM = "none"
+# The torchvision weights "imagenet" means, by explicit name: the same file on every
+# torchvision release (`.DEFAULT` is whatever the installed release calls its best).
+HUB_WEIGHTS = {"resnet50": "ResNet50_Weights.IMAGENET1K_V1", "resnet18": "ResNet18_Weights.IMAGENET1K_V1"}
+COMMON_LAYERS = ("avgpool", "layer4", "fc")  # the modules usually hooked, offered when a layer name is wrong
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -75,6 +80,36 @@ def load_backbone(arch: str, weights: str, *, key: str = "weights", arch_key: st
     return model
 
 
+def hub_weights(arch: str, arch_key: str = "arch") -> torchvision.models.WeightsEnum:
+    """The pinned torchvision weights enum of `arch` (nothing is downloaded)."""
+    if arch not in HUB_WEIGHTS:
+        raise BackboneError(arch_key, f"must be one of {', '.join(HUB_WEIGHTS)}; got {arch!r}")
+    return torchvision.models.get_weight(HUB_WEIGHTS[arch])
+
+
+def check_weights(weights: str, key: str) -> None:
+    """Before any work: a weights spec that names a file must name one that exists."""
+    if weights not in (HUB, RANDOM) and not Path(weights).exists():
+        raise BackboneError(key, _missing_file(Path(weights), key))
+
+
+def check_layer(arch: str, layer: str, key: str, arch_key: str = "arch") -> None:
+    """Before any work: `layer` must be a module name of the architecture (e.g. avgpool, layer4.2).
+
+    The architecture is built on the meta device: no weights are allocated, it takes ~0.1 s.
+    """
+    if arch not in ARCHS:
+        raise BackboneError(arch_key, f"must be one of {', '.join(ARCHS)}; got {arch!r}")
+    with torch.device("meta"):
+        model = getattr(torchvision.models, arch)(weights=None)
+    names = [name for name, _ in model.named_modules() if name]
+    if layer in names:
+        return
+    close = difflib.get_close_matches(layer, names, n=1)  # the likely typo's fix, then the usual hook points
+    examples = list(dict.fromkeys([*close, *COMMON_LAYERS]))[:3]
+    raise BackboneError(key, f"{layer!r} is not a module of {arch} (e.g. {', '.join(examples)})")
+
+
 def save_backbone(path: str | Path, arch: str, model: nn.Module, source: str) -> None:
     """Weights in the format load_backbone reads, written atomically; `source` says what trained them."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -84,7 +119,7 @@ def save_backbone(path: str | Path, arch: str, model: nn.Module, source: str) ->
 
 
 def _hub_state_dict(arch: str, key: str) -> dict[str, torch.Tensor]:
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    weights = hub_weights(arch)
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except (OSError, RuntimeError) as err:  # URLError is an OSError; a corrupt download a RuntimeError
@@ -99,11 +134,7 @@ def _hub_state_dict(arch: str, key: str) -> dict[str, torch.Tensor]:
 
 def _file_state_dict(arch: str, path: Path, key: str) -> tuple[dict[str, torch.Tensor], int]:
     if not path.exists():
-        raise BackboneError(
-            key,
-            f"names the weights file {path}, which does not exist; run the pretrain stage (dvc repro pretrain), copy the "
-            f"file in, or set {key} to {HUB!r} (download) or {RANDOM!r} (random init)"
-        )
+        raise BackboneError(key, _missing_file(path, key))
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated file or not a torch file at all: say which file
@@ -116,6 +147,13 @@ def _file_state_dict(arch: str, path: Path, key: str) -> tuple[dict[str, torch.T
         raise BackboneError(key, f"names {path}, which is neither a state_dict nor a file written by save_backbone")
     head = saved.get("fc.weight")
     return saved, int(head.shape[0]) if isinstance(head, torch.Tensor) else 1000
+
+
+def _missing_file(path: Path, key: str) -> str:
+    return (
+        f"names the weights file {path}, which does not exist; run the pretrain stage (dvc repro pretrain), copy the "
+        f"file in, or set {key} to {HUB!r} (download) or {RANDOM!r} (random init)"
+    )
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, key: str, source: str) -> None:

@@ -264,6 +264,13 @@ class E3(Section):
     top: Count
     retrain_epochs: Count
 
+    @model_validator(mode="after")
+    def _top_within_grid(self):
+        n_models = len(self.two_layers.widths) ** 2 + len(self.three_layers.widths) ** 3
+        if self.top > n_models:
+            raise KeyedError("top", f"must be at most the number of grid models ({n_models}), got {self.top}")
+        return self
+
 
 class Tsne(Section):
     perplexity: Positive
@@ -338,7 +345,13 @@ class Finetune(Train):
     max_train_images: Count | None  # seeded subset of the train split (the time budget)
 
 
-Weights = Annotated[str, Field(min_length=1)]  # imagenet | none | a weights file path
+def _weights_spec(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"must be {HUB!r}, {RANDOM!r} or the path of a weights file, got {value!r}")
+    return value
+
+
+Weights = Annotated[str, AfterValidator(_weights_spec)]  # imagenet | none | a weights file path (checked to exist at run start)
 
 
 class E7(Section):
@@ -376,6 +389,58 @@ class E8(Section):
     train: Train
 
 
+class E6Train(Section):
+    """Mini-batch SGD of reprodl.numpy_nn (constant lr, no momentum)."""
+
+    epochs: Count
+    batch_size: Count  # samples per step
+    lr: Positive
+
+
+class E6Regression(E6Train):
+    slope: Annotated[float, AfterValidator(_finite)]
+    intercept: Annotated[float, AfterValidator(_finite)]
+    noise: NonNegative  # std of the Gaussian noise added to y
+    points: Annotated[int, Field(ge=2)]  # training points, x uniform in [-1, 1]
+
+
+class E6Blobs(E6Train):
+    points: Annotated[int, Field(ge=2)]  # per split (train, test), half per class
+    centre: Positive  # the classes sit at (-centre, -centre) and (centre, centre)
+    std: Positive
+
+
+class E6Xor(E6Train):
+    points: Annotated[int, Field(ge=4)]  # per split, a quarter per Gaussian
+    std: Positive
+    hidden: Count  # units
+
+
+class E6MLP(E6Train):
+    dataset: str
+    hidden: Annotated[list[Count], Field(min_length=1)]  # units per hidden layer
+    activation: Literal[ACTIVATIONS]
+
+
+class E6Conv(E6Train):
+    dataset: str
+    kernel: Count  # samples
+    channels: Count  # Conv1D output channels
+    stride: Count
+    pool: Count  # MaxPool1D kernel and stride
+    hidden: Count
+    max_train_images: Count | None  # a seeded, stratified subset of the train split (None: all)
+
+
+class E6(Section):
+    regression: E6Regression
+    blobs: E6Blobs
+    xor: E6Xor
+    mnist_mlp: E6MLP
+    usps_mlp: E6MLP
+    usps_conv: E6Conv
+
+
 # Which datasets each experiment may read: the task it needs, and for pretraining the
 # sources that share no image with the targets (mnist, digit_scenes and their full datasets).
 PRETRAIN_SOURCES = ("colour_digits", "sklearn_digits", "stanford_dogs", "usps")
@@ -392,6 +457,7 @@ class Params(Section):
     pretrain: Pretrain
     e7: E7
     e8: E8
+    e6: E6
 
     @model_validator(mode="after")
     def _datasets_are_prepared(self):
@@ -406,6 +472,9 @@ class Params(Section):
             ("pretrain.dataset", self.pretrain.dataset, "multiclass"),
             ("e7.dataset", self.e7.dataset, "multilabel"),
             ("e8.dataset", self.e8.dataset, "multiclass"),
+            ("e6.mnist_mlp.dataset", self.e6.mnist_mlp.dataset, "multiclass"),
+            ("e6.usps_mlp.dataset", self.e6.usps_mlp.dataset, "multiclass"),
+            ("e6.usps_conv.dataset", self.e6.usps_conv.dataset, "multiclass"),
         ]
         for key, name, task in wanted:
             if name not in DATASETS:
@@ -476,7 +545,9 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError([f"{path}: not found; run from the repository root (dvc repro does)"])
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
+    except DuplicateKeyError as err:
+        raise ConfigError([f"{path.name}: line {err.line}: {err.key} appears twice in one mapping (YAML keeps only the last)"]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -485,6 +556,30 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError([f"{path.name}: must be a mapping of sections, got {type(raw).__name__}"])
     return raw
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, key: str, line: int):
+        super().__init__(f"{key} appears twice (line {line})")
+        self.key, self.line = key, line
+
+
+def _unique_key_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """PyYAML's safe loader, except that a key given twice is an error, not a silent overwrite."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise DuplicateKeyError(str(key), key_node.start_mark.line + 1)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def validate(raw: dict, file: str = "params.yaml", model: type[BaseModel] = Params) -> Any:
@@ -547,6 +642,8 @@ def _message(e: dict, loc: list, model: type[BaseModel]) -> str:
         return f"must be a string, got {value!r}"
     if kind in ("list_type",):
         return f"must be a list, got {value!r}"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
     if kind == "too_short" and isinstance(value, dict):
         return "must not be empty"
     if kind in ("model_type", "model_attributes_type", "dict_type"):

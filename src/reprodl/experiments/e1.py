@@ -1,8 +1,9 @@
 """E1. MNIST baselines: logistic regression, MLPs, the ConvNet, a hand-written perceptron.
 
 `run_e1(cfg, ...)` trains every model named in cfg.models (a config.E1) on the prepared dataset with
-the shared engine, and returns the metrics tree {"e1": {model: {split: {measure: value}}}}.
-The stage script (stages/e1.py) reads params, calls it and writes the outputs.
+the shared engine and returns the headline metrics, {"e1": {model: {"val"/"test": {"accuracy"}}}}
+(plus the precision that ran); every split's loss and accuracy, parameter counts and wall times
+go to the CSV table and the report. The stage script (stages/e1.py) writes the outputs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def run_e1(
     *,
     models_dir: Path,
     grid_path: Path,
+    table_path: Path,
     report_path: Path,
     tracker: Tracker | None = None,
     seed: int = 0,
@@ -52,7 +54,7 @@ def run_e1(
 
     results: dict[str, dict] = {}
     summaries: dict[str, str] = {}
-    jobs = _training_jobs(cfg, n_inputs, n_classes, image_shape, seed)
+    jobs = training_jobs(cfg, n_inputs, n_classes, image_shape, seed)
     for name, spec, train_cfg in jobs:
         model = models.build_model(spec, seed=seed)
         n_params = models.count_parameters(model)
@@ -93,10 +95,33 @@ def run_e1(
         print(format_table(perceptron_table, ("tensor", "shape", "meaning")))
 
     io.write_text(report_path, e1_report(meta, results, summaries, perceptron_table, {n: asdict(c) for n, _, c in jobs}))
-    return {"e1": results}
+    io.write_csv(table_path, results_table(results))
+    return {"e1": headline_metrics(results)}
 
 
-def _training_jobs(cfg: E1, n_inputs: int, n_classes: int, image_shape: tuple, seed: int) -> list[tuple[str, dict, engine.TrainConfig]]:
+def headline_metrics(results: dict) -> dict:
+    """Per model: val and test accuracy (the perceptron has no val split), and the precision that ran."""
+    out = {}
+    for name, r in results.items():
+        out[name] = {split: {"accuracy": r[split]["accuracy"]} for split in ("val", "test") if split in r}
+        if "precision" in r:
+            out[name]["precision"] = r["precision"]
+    return out
+
+
+def results_table(results: dict) -> list[dict]:
+    """One row per model: every split's accuracy and loss, parameters, precision, seconds."""
+    rows = []
+    for name, r in results.items():
+        row = {"model": name, "n_params": r["n_params"], "precision": r.get("precision", "fp32"), "seconds": r["seconds"]}
+        for split in datasets.SPLITS:
+            for measure in ("accuracy", "loss"):
+                row[f"{split}_{measure}"] = r.get(split, {}).get(measure, "")
+        rows.append(row)
+    return rows
+
+
+def training_jobs(cfg: E1, n_inputs: int, n_classes: int, image_shape: tuple, seed: int) -> list[tuple[str, dict, engine.TrainConfig]]:
     """(name, model spec, train config) for every engine-trained model, in cfg.models order."""
     jobs = []
     for name in cfg.models:

@@ -4,55 +4,27 @@ Each representation (raw pixels, then module outputs of the E1 models taken with
 hooks) is mapped to 2-D with t-SNE and with PCA; neighboring_hit measures how well the
 classes separate in each map. Untangling: it rises from the pixels to the deep layers.
 
-    cfg = check_params(params["e4"], data, seed)
-    metrics = run_e4(cfg, "data/prepared/mnist", models_dir=Path("models/e1"), ...)
+    params = config.load_params()
+    metrics = run_e4(params.e4, "data/prepared/mnist", models_dir=Path("models/e1"), ..., seed=params.seed)
+
+Metrics (headline): the t-SNE and PCA neighboring_hit of each representation. Per class and
+the dimensions: plots/e4/tables/neighboring_hit.csv and the report.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
 from .. import datasets, engine, hooks, io, manifold, models, plots
-from ..params import ParamError, check_dataset_name, get, non_empty_list, positive_float, positive_int
+from ..config import E4, ParamError
 from ..tables import format_table
 
 PIXELS = "pixels"  # the representation with no model: the flattened images
 LABELS = {"tsne": "t-SNE", "pca": "PCA"}
-
-
-# --------------------------------------------------------------------------- params
-
-
-def check_params(e4: Mapping, data: Mapping, seed: int) -> dict:
-    """The `e4` section -> {"dataset", "layers": [(model, layer)], "perplexity", "n_jobs", "neighbors"}.
-
-    What needs the files (layer names against the saved models, perplexity against the
-    number of test images) is checked by load_inputs, still before any work.
-    """
-    layers = []
-    for i, entry in enumerate(non_empty_list(get(e4, "layers", "e4"), "e4.layers")):
-        key = f"e4.layers[{i}]"
-        model, layer = get(entry, "model", key), get(entry, "layer", key)
-        if not (isinstance(model, str) and re.fullmatch(r"\w+", model)):
-            raise ParamError(f"{key}.model", f"must be the name of a model in models/e1 (e.g. mlp, convnet), got {model!r}")
-        if not (isinstance(layer, str) and layer):
-            raise ParamError(f"{key}.layer", f"must be a module name such as hidden or logits, got {layer!r}")
-        layers.append((model, layer))
-    if len(set(layers)) != len(layers):
-        raise ParamError("e4.layers", f"lists a layer twice: {layers}")
-    tsne = get(e4, "tsne", "e4")
-    return {
-        "dataset": check_dataset_name(get(e4, "dataset", "e4"), "e4.dataset", data, task="multiclass"),
-        "layers": layers,
-        "perplexity": positive_float(get(tsne, "perplexity", "e4.tsne"), "e4.tsne.perplexity"),
-        "n_jobs": positive_int(get(tsne, "n_jobs", "e4.tsne"), "e4.tsne.n_jobs"),
-        "neighbors": positive_int(get(e4, "neighbors", "e4"), "e4.neighbors"),
-    }
+TABLE = "neighboring_hit.csv"  # in tables_dir: one row per representation x method x class ("all": overall)
 
 
 def representation_name(model: str, layer: str) -> str:
@@ -60,27 +32,45 @@ def representation_name(model: str, layer: str) -> str:
     return f"{model}_{layer.replace('.', '_')}"
 
 
-def load_inputs(cfg: dict, prepared_dir: Path, models_dir: Path) -> tuple[dict, datasets.Split, dict[str, torch.nn.Module]]:
-    """Meta, test split and the hooked models, checked against the params before any work."""
+# --------------------------------------------------------------------------- checks against the files
+
+
+def load_inputs(cfg: E4, prepared_dir: Path, models_dir: Path) -> tuple[dict, datasets.Split, dict[str, torch.nn.Module]]:
+    """Meta, test split and the hooked models, checked against the params before any work.
+
+    ParamError (naming the dotted key) when: neighbors or the perplexity is too large for the
+    test split, a model file is missing, a layer is not a module of its model, or a model
+    cannot read the images of e4.dataset.
+    """
     meta = datasets.load_meta(prepared_dir)
     test = datasets.load_split(prepared_dir, "test")
     n = len(test)
-    if n <= cfg["neighbors"]:
-        raise ParamError("e4.neighbors", f"must be below the number of test images ({n}), got {cfg['neighbors']}")
-    if cfg["perplexity"] > n - 1:  # what manifold.tsne would refuse, named as a param
-        raise ParamError("e4.tsne.perplexity", f"must be at most the number of test images - 1 ({n - 1}: {n} in {prepared_dir}), got {cfg['perplexity']:g}")
+    if cfg.neighbors >= n:
+        raise ParamError("e4.neighbors", f"must be below the number of test images ({n} in {prepared_dir}), got {cfg.neighbors}")
+    if cfg.tsne.perplexity > n - 1:  # what manifold.tsne would refuse, named as a param
+        raise ParamError("e4.tsne.perplexity", f"must be at most the number of test images - 1 ({n - 1}: {n} in {prepared_dir}), got {cfg.tsne.perplexity:g}")
+    models_dir = Path(models_dir)
+    probe = engine.to_tensor_images(test.x[:1])  # (1, C, H, W): one image, to check each model reads these
     loaded: dict[str, torch.nn.Module] = {}
-    for i, (name, layer) in enumerate(cfg["layers"]):
-        path = Path(models_dir) / f"{name}.pt"
-        if name not in loaded:
+    for i, ref in enumerate(cfg.layers):
+        path = models_dir / f"{ref.model}.pt"
+        if ref.model not in loaded:
             if not path.exists():
-                available = ", ".join(sorted(p.stem for p in Path(models_dir).glob("*.pt"))) or "none: run the e1 stage"
-                raise ParamError(f"e4.layers[{i}].model", f"is {name!r}, but there is no {path} (available: {available})")
-            loaded[name] = models.load_model(path)[0]
+                available = ", ".join(sorted(p.stem for p in models_dir.glob("*.pt"))) or "none: run the e1 stage"
+                raise ParamError(f"e4.layers[{i}].model", f"is {ref.model!r}, but there is no {path} (available: {available})")
+            model = models.load_model(path)[0]
+            try:
+                with torch.no_grad():
+                    model(probe)
+            except RuntimeError:
+                raise ParamError(
+                    "e4.dataset", f"is {cfg.dataset!r}, whose {tuple(meta['image_shape'])} images {path} cannot read (it was trained on other images: e1.dataset)"
+                ) from None
+            loaded[ref.model] = model
         try:
-            hooks.check_layers(loaded[name], [layer], key=str(path))
+            hooks.check_layers(loaded[ref.model], [ref.layer], key=str(path))
         except KeyError as err:
-            raise ParamError(f"e4.layers[{i}].layer", f"is {layer!r}: {err.args[0]}") from None
+            raise ParamError(f"e4.layers[{i}].layer", f"is {ref.layer!r}: {err.args[0]}") from None
     return meta, test, loaded
 
 
@@ -88,21 +78,26 @@ def load_inputs(cfg: dict, prepared_dir: Path, models_dir: Path) -> tuple[dict, 
 
 
 def run_e4(
-    cfg: dict,
+    cfg: E4,
     prepared_dir: Path,
     *,
     models_dir: Path,
-    plots_dir: Path,
+    figures_dir: Path,
+    tables_dir: Path,
     report_path: Path,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    meta, test, loaded = load_inputs(cfg, Path(prepared_dir), Path(models_dir))
+    """Maps, figures, tables_dir/neighboring_hit.csv and the report; returns the headline metrics
+
+    {"e4": {representation: {"test": {"neighboring_hit": t-SNE, "neighboring_hit_pca": PCA}}, "seconds": wall}}.
+    """
+    meta, test, loaded = load_inputs(cfg, Path(prepared_dir), Path(models_dir))  # every check first
     start = time.perf_counter()
     x = engine.to_tensor_images(test.x)  # (N, C, H, W) in [0, 1]
     features = {PIXELS: x.flatten(1).numpy()}  # (N, D) per representation
     for name, model in loaded.items():
-        layers = [layer for model_name, layer in cfg["layers"] if model_name == name]
+        layers = [ref.layer for ref in cfg.layers if ref.model == name]
         # fp32: these models are tiny, and bf16 features would make the maps depend on the CPU.
         taken = hooks.extract_features(model, x, layers, bf16=False, progress=progress, desc=f"e4 {name}")
         features.update({representation_name(name, layer): taken[layer].numpy() for layer in layers})
@@ -110,65 +105,70 @@ def run_e4(
     views: dict[str, dict[str, manifold.Projection]] = {}
     for rep, feats in features.items():
         views[rep] = {
-            method: manifold.project(feats, test.y, method, perplexity=cfg["perplexity"], seed=seed, n_jobs=cfg["n_jobs"], k=cfg["neighbors"])
+            method: manifold.project(feats, test.y, method, perplexity=cfg.tsne.perplexity, seed=seed, n_jobs=cfg.tsne.n_jobs, k=cfg.neighbors)
             for method in manifold.METHODS
         }
         print(f"e4 {rep} ({feats.shape[1]}-d): neighboring_hit t-SNE {views[rep]['tsne'].hit:.4f}, PCA {views[rep]['pca'].hit:.4f}")
 
-    plots_dir = Path(plots_dir)
-    titles = {rep: f"{rep} ({feats.shape[1]}-d)" for rep, feats in features.items()}
+    figures_dir, tables_dir = Path(figures_dir), Path(tables_dir)
+    dims = {rep: int(feats.shape[1]) for rep, feats in features.items()}
+    titles = {rep: f"{rep} ({dims[rep]}-d)" for rep in features}
     for rep, by_method in views.items():
         view = by_method["tsne"]
         panel = dict(points=view.points, labels=view.labels, ellipses=view.ellipses, title=f"t-SNE of {titles[rep]}: neighboring_hit {view.hit:.3f}")
-        plots.save_embedding_grid([[panel]], plots_dir / f"tsne_{rep}.png", panel_size=6.0)
+        plots.save_embedding_grid([[panel]], figures_dir / f"tsne_{rep}.png", panel_size=6.0)
     plots.save_embedding_grid(
         [
             [dict(points=v[m].points, labels=v[m].labels, ellipses=v[m].ellipses, title=f"{LABELS[m]} {titles[rep]}\nhit {v[m].hit:.3f}") for rep, v in views.items()]
             for m in ("pca", "tsne")
         ],
-        plots_dir / "pca_vs_tsne.png",
+        figures_dir / "pca_vs_tsne.png",
     )
+    sources = {PIXELS: ("", "")} | {representation_name(ref.model, ref.layer): (ref.model, ref.layer) for ref in cfg.layers}
+    write_table(tables_dir / TABLE, views, dims, sources, list(meta["classes"]))
 
-    results = {
-        rep: {
-            "dims": int(features[rep].shape[1]),
-            "test": {
-                "neighboring_hit": by_method["tsne"].hit,
-                "neighboring_hit_per_class": _per_class(by_method["tsne"], meta["classes"]),
-                "neighboring_hit_pca": by_method["pca"].hit,
-                "neighboring_hit_pca_per_class": _per_class(by_method["pca"], meta["classes"]),
-            },
-        }
-        for rep, by_method in views.items()
-    }
+    results = {rep: {"test": {"neighboring_hit": v["tsne"].hit, "neighboring_hit_pca": v["pca"].hit}} for rep, v in views.items()}
     seconds = time.perf_counter() - start
-    io.write_text(report_path, e4_report(meta, cfg, results, seconds))
-    return {"e4": results}
+    io.write_text(report_path, e4_report(meta, cfg, views, dims, seconds))
+    return {"e4": {**results, "seconds": round(seconds, 2)}}
 
 
-def _per_class(view: manifold.Projection, classes: list[str]) -> dict[str, float]:
-    return {classes[c]: round(hit, 4) for c, hit in view.hit_per_class.items()}
+def write_table(path: Path, views: dict[str, dict[str, manifold.Projection]], dims: dict[str, int], sources: dict, classes: list[str]) -> None:
+    """representation, model, layer, dims, method, class, neighboring_hit; class "all": over every point."""
+    rows = []
+    for rep, by_method in views.items():
+        model, layer = sources[rep]
+        for method, view in by_method.items():
+            hits = [("all", view.hit)] + [(classes[c], hit) for c, hit in sorted(view.hit_per_class.items())]
+            rows += [
+                {"representation": rep, "model": model, "layer": layer, "dims": dims[rep], "method": method, "class": label, "neighboring_hit": round(hit, 6)}
+                for label, hit in hits
+            ]
+    io.write_csv(path, rows)
 
 
 # --------------------------------------------------------------------------- report
 
 
-def e4_report(meta: dict, cfg: dict, results: dict, seconds: float) -> str:
+def _cell(hit: float | None) -> str:
+    return "-" if hit is None else f"{hit:.2f}"  # "-": no test image of that class
+
+
+def e4_report(meta: dict, cfg: E4, views: dict[str, dict[str, manifold.Projection]], dims: dict[str, int], seconds: float) -> str:
     classes = list(meta["classes"])
     rows = [
-        (rep, r["dims"], f"{r['test']['neighboring_hit']:.4f}", f"{r['test']['neighboring_hit_pca']:.4f}",
-         *(f"{r['test']['neighboring_hit_per_class'][c]:.2f}" for c in classes))
-        for rep, r in results.items()
+        (rep, dims[rep], f"{v['tsne'].hit:.4f}", f"{v['pca'].hit:.4f}", *(_cell(v["tsne"].hit_per_class.get(c)) for c in range(len(classes))))
+        for rep, v in views.items()
     ]
-    pixels = results[PIXELS]["test"]["neighboring_hit"]
-    deeper = {rep: r["test"]["neighboring_hit"] for rep, r in results.items() if rep != PIXELS}
+    pixels = views[PIXELS]["tsne"].hit
+    deeper = {rep: v["tsne"].hit for rep, v in views.items() if rep != PIXELS}
     untangled = [rep for rep, hit in deeper.items() if hit > pixels]
     return "\n".join([
         "# E4. Manifold untangling",
         "",
         f"Test split of {meta['name']} ({meta['profile']} profile, {meta['sizes']['test']:,} images). Each "
-        f"representation mapped to 2-D by t-SNE (openTSNE, PCA init, perplexity {cfg['perplexity']:g}) and by PCA; "
-        f"neighboring_hit: the fraction of each point's {cfg['neighbors']} nearest neighbours in the 2-D map "
+        f"representation mapped to 2-D by t-SNE (openTSNE, PCA init, perplexity {cfg.tsne.perplexity:g}) and by PCA; "
+        f"neighboring_hit: the fraction of each point's {cfg.neighbors} nearest neighbours in the 2-D map "
         "(the point excluded) that share its label, averaged over all points (per class: over that class's points).",
         "",
         format_table(rows, ("representation", "dims", "hit t-SNE", "hit PCA", *(f"t-SNE {c}" for c in classes))),
@@ -176,9 +176,9 @@ def e4_report(meta: dict, cfg: dict, results: dict, seconds: float) -> str:
         f"Untangling: {len(untangled)} of {len(deeper)} hooked layers separate the classes better than the pixels "
         f"(t-SNE hit {pixels:.4f})" + (f": {', '.join(untangled)}." if untangled else "."),
         "",
-        "Figures: plots/e4/pca_vs_tsne.png (PCA above t-SNE, one column per representation) and "
-        "plots/e4/tsne_<representation>.png, each with one ellipse per class (a full-covariance Gaussian; "
-        "semi-axes sqrt(2) standard deviations).",
+        "Figures: plots/e4/figures/pca_vs_tsne.png (PCA above t-SNE, one column per representation) and "
+        "plots/e4/figures/tsne_<representation>.png, each with one ellipse per class (a full-covariance Gaussian; "
+        f"semi-axes sqrt(2) standard deviations). Table: plots/e4/tables/{TABLE} (both methods, overall and per class).",
         "",
         f"Maps and figures: {seconds:.1f} s.",
         "",

@@ -11,24 +11,31 @@ Three steps, three stages, so that heads re-train without the backbone:
 - `run_heads`: a linear layer on each cached feature set (the engine's fit on the feature
   tensors), then per-class AP and mAP of all three models, train and test, in both
   definitions (VOC07 11-point and non-interpolated), "difficult" ignored as in VOC07.
+  The metrics hold the mAPs (headline numbers); per-class AP goes to a CSV table and the report.
+
+Each step takes the `e7` section (config.E7) and the seed; what needs files or the model
+(the hooked layer, a weights file, the cached inputs of the next step) is checked at the
+start of the step, before any work, as a config.ParamError naming the dotted key.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .. import backbones, datasets, engine, io, metrics, precision
+from ..config import E7
 from ..hooks import extract_features as hook_features
-from ..params import ParamError, check_dataset_name, check_train, get, one_of, positive_int
 from ..tables import format_table
+from ..tracking import Tracker
 
 # The catalogue's numbers (full VOC2007, ImageNet ResNet50, mAP in %) and this repo's embedded targets.
 REFERENCE = {
@@ -40,44 +47,15 @@ MODELS = ("linear_pretrained", "linear_random", "finetuned")
 AP_METHODS = {"voc07": "VOC07 11-point interpolated", "sklearn": "non-interpolated (sklearn average_precision_score)"}
 
 
-class Tracker(Protocol):
-    def epoch(self, model: str, epoch: int, metrics: dict[str, float]) -> None: ...
+LOSS = "bce_with_logits"  # multi-label: one sigmoid per class, heads and fine-tuning alike
 
 
-# --------------------------------------------------------------------------- params
+def linear_config(cfg: E7, seed: int) -> engine.TrainConfig:
+    return engine.train_config(cfg.linear, seed=seed, loss=LOSS)
 
 
-def check_params(e7: Mapping, data: Mapping, seed: int) -> dict:
-    """The `e7` section -> plain values and the engine's TrainConfigs (linear head, fine-tuning)."""
-    out: dict[str, Any] = {
-        "dataset": check_dataset_name(get(e7, "dataset", "e7"), "e7.dataset", data, task="multilabel"),
-        "arch": one_of(get(e7, "arch", "e7"), "e7.arch", backbones.ARCHS),
-        "weights": _weights_spec(get(e7, "weights", "e7"), "e7.weights"),
-        "image_size": positive_int(get(e7, "image_size", "e7"), "e7.image_size"),
-        "layer": get(e7, "layer", "e7"),
-        "feature_batch_size": positive_int(get(e7, "feature_batch_size", "e7"), "e7.feature_batch_size"),
-        "feature_precision": one_of(get(e7, "feature_precision", "e7", "auto"), "e7.feature_precision", precision.PRECISIONS),
-        "max_train_images": _optional_count(get(e7, "max_train_images", "e7", None), "e7.max_train_images"),
-    }
-    if not isinstance(out["layer"], str) or not out["layer"]:
-        raise ParamError("e7.layer", f"must be a module name such as avgpool, got {out['layer']!r}")
-    out["linear"] = check_train(get(e7, "linear", "e7"), "e7.linear", seed, loss="bce_with_logits")
-    finetune = get(e7, "finetune", "e7")
-    out["finetune"] = check_train(finetune, "e7.finetune", seed, loss="bce_with_logits")
-    out["finetune_max_train_images"] = _optional_count(get(finetune, "max_train_images", "e7.finetune", None), "e7.finetune.max_train_images")
-    if out["finetune"].optimizer != out["linear"].optimizer:
-        raise ParamError("e7.finetune.optimizer", f"must be the linear head's optimiser ({out['linear'].optimizer}), as the catalogue compares them; got {out['finetune'].optimizer!r}")
-    return out
-
-
-def _optional_count(value: Any, key: str) -> int | None:
-    return None if value is None else positive_int(value, key)
-
-
-def _weights_spec(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ParamError(key, f"must be {backbones.HUB!r}, {backbones.RANDOM!r} or the path of a weights file, got {value!r}")
-    return value
+def finetune_config(cfg: E7, seed: int) -> engine.TrainConfig:
+    return engine.train_config(cfg.finetune, seed=seed, loss=LOSS)
 
 
 # --------------------------------------------------------------------------- data
@@ -105,27 +83,36 @@ def load_scenes(prepared_dir: Path, image_size: int | None = None, max_train_ima
 # --------------------------------------------------------------------------- features
 
 
-def extract_features(cfg: dict, prepared_dir: Path, out_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
-    """Hook features of every split, pretrained and random-init backbones -> out_dir/<kind>.pt."""
-    scenes = load_scenes(Path(prepared_dir), cfg["image_size"], cfg["max_train_images"], seed)
-    bf16 = precision.use_bf16(cfg["feature_precision"])
-    info: dict[str, Any] = {"layer": cfg["layer"], "arch": cfg["arch"], "image_size": cfg["image_size"], "precision": "bf16" if bf16 else "fp32"}
+def extract_features(cfg: E7, prepared_dir: Path, out_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
+    """Hook features of every split, pretrained and random-init backbones -> out_dir/<kind>.pt.
+
+    out_dir/info.json says how they were made (layer, arch, size, precision that ran, dims);
+    the returned info adds each kind's wall "seconds" (kept out of info.json: a re-run with
+    the same params writes the same file).
+    """
+    backbones.check_layer(cfg.arch, cfg.layer, "e7.layer", arch_key="e7.arch")  # before any work
+    backbones.check_weights(cfg.weights, "e7.weights")
+    scenes = load_scenes(Path(prepared_dir), cfg.image_size, cfg.max_train_images, seed)
+    bf16 = precision.use_bf16(cfg.feature_precision)
+    info: dict[str, Any] = {"layer": cfg.layer, "arch": cfg.arch, "image_size": cfg.image_size, "precision": "bf16" if bf16 else "fp32"}
+    timings: dict[str, float] = {}
     for kind in FEATURE_KINDS:
-        weights = cfg["weights"] if kind == "pretrained" else backbones.RANDOM
-        model = backbones.load_backbone(cfg["arch"], weights, key="e7.weights", arch_key="e7.arch", seed=seed)
+        weights = cfg.weights if kind == "pretrained" else backbones.RANDOM
+        model = backbones.load_backbone(cfg.arch, weights, key="e7.weights", arch_key="e7.arch", seed=seed)
         start = time.perf_counter()
         features = {
-            split: hook_features(model, s["x"], [cfg["layer"]], batch_size=cfg["feature_batch_size"], bf16=bf16, progress=progress, desc=f"e7 {kind} {split}")[cfg["layer"]]
+            split: hook_features(model, s["x"], [cfg.layer], batch_size=cfg.feature_batch_size, bf16=bf16, progress=progress, desc=f"e7 {kind} {split}")[cfg.layer]
             for split, s in scenes.items()
         }  # split -> (N, D)
         seconds = time.perf_counter() - start
         with io.atomic_path(Path(out_dir) / f"{kind}.pt") as tmp:
             torch.save({"weights": weights, "train_index": scenes["train"]["index"], **features}, tmp)
         n = sum(len(f) for f in features.values())
-        info[kind] = {"weights": weights, "dim": int(features["train"].shape[1]), "images": n, "seconds": round(seconds, 2)}
+        info[kind] = {"weights": weights, "dim": int(features["train"].shape[1]), "images": n}
+        timings[kind] = round(seconds, 2)
         print(f"e7 features ({kind}, {weights}, {info['precision']}): {n} images -> {features['train'].shape[1]}-d in {seconds:.1f} s ({n / seconds:.0f} images/s)")
     io.write_json(Path(out_dir) / "info.json", info)
-    return info
+    return {**info, **{kind: {**info[kind], "seconds": timings[kind]} for kind in FEATURE_KINDS}}
 
 
 def load_features(path: Path) -> dict[str, torch.Tensor]:
@@ -142,8 +129,9 @@ def load_features(path: Path) -> dict[str, torch.Tensor]:
 def train_linear_head(
     features: dict[str, torch.Tensor], present: dict[str, torch.Tensor], train_cfg: engine.TrainConfig,
     *, seed: int, on_epoch=None, progress: bool = True, desc: str = "e7 linear",
-) -> dict[str, torch.Tensor]:
-    """A linear layer on features standardised with the train statistics; its scores (N, K) per split.
+) -> tuple[dict[str, torch.Tensor], engine.History]:
+    """A linear layer on features standardised with the train statistics; its scores (N, K) per
+    split and its training history (per-epoch curves, the precision that ran).
 
     Standardising lets one learning rate serve features of any scale (a random-init ResNet50's
     pooled features are far larger than a trained one's).
@@ -152,8 +140,8 @@ def train_linear_head(
     z = {split: (features[split] - mean) / std for split in datasets.SPLITS}
     torch.manual_seed(seed)
     head = nn.Linear(z["train"].shape[1], present["train"].shape[1])
-    engine.fit(head, (z["train"], present["train"]), (z["val"], present["val"]), train_cfg, on_epoch=on_epoch, progress=progress, desc=desc)
-    return {split: engine.predict(head, zs) for split, zs in z.items()}
+    history = engine.fit(head, (z["train"], present["train"]), (z["val"], present["val"]), train_cfg, on_epoch=on_epoch, progress=progress, desc=desc)
+    return {split: engine.predict(head, zs) for split, zs in z.items()}, history
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -171,17 +159,19 @@ def fingerprint(*parts: Any) -> str:
 
 
 def finetune(
-    cfg: dict, prepared_dir: Path, checkpoint: Path, *, seed: int = 0, tracker: Tracker | None = None, progress: bool = True,
+    cfg: E7, prepared_dir: Path, checkpoint: Path, *, seed: int = 0, tracker: Tracker | None = None, progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Fine-tune every layer of the backbone with a new head; its scores (N, K) per split and run info."""
+    """Fine-tune every layer of the backbone with a new head; its scores (N, K) per split and run info
+    (train_index, train_images, epochs, precision that ran, seconds, val_loss per epoch)."""
+    backbones.check_weights(cfg.weights, "e7.weights")  # before any work
+    train_cfg = finetune_config(cfg, seed)
     prepared_dir = Path(prepared_dir)
-    scenes = load_scenes(prepared_dir, cfg["image_size"], cfg["finetune_max_train_images"], seed)
-    model = backbones.load_backbone(cfg["arch"], cfg["weights"], key="e7.weights", arch_key="e7.arch", seed=seed)
+    scenes = load_scenes(prepared_dir, cfg.image_size, cfg.finetune.max_train_images, seed)
+    model = backbones.load_backbone(cfg.arch, cfg.weights, key="e7.weights", arch_key="e7.arch", seed=seed)
     backbones.replace_head(model, scenes["train"]["present"].shape[1], seed)
     train = scenes["train"]
-    train_cfg = cfg["finetune"]
-    weights_file = Path(cfg["weights"]) if cfg["weights"] not in (backbones.HUB, backbones.RANDOM) else cfg["weights"]
-    run_key = fingerprint(cfg["arch"], weights_file, cfg["image_size"], train["index"].tolist(), seed, prepared_dir / "train.npz", prepared_dir / "val.npz")
+    weights_file = Path(cfg.weights) if cfg.weights not in (backbones.HUB, backbones.RANDOM) else cfg.weights
+    run_key = fingerprint(cfg.arch, weights_file, cfg.image_size, train["index"].tolist(), seed, prepared_dir / "train.npz", prepared_dir / "val.npz")
     on_epoch = (lambda epoch, m: tracker.epoch("finetuned", epoch, m)) if tracker else None
     start = time.perf_counter()
     history = engine.fit(
@@ -190,8 +180,19 @@ def finetune(
     )
     seconds = time.perf_counter() - start
     scores = {split: engine.predict(model, s["x"], train_cfg.eval_batch_size) for split, s in scenes.items()}
-    info = {"train_index": train["index"], "train_images": len(train["index"]), "epochs": train_cfg.epochs, "seconds": round(seconds, 2), "val_loss": history.val_loss}
+    info = {
+        "train_index": train["index"], "train_images": len(train["index"]), "epochs": train_cfg.epochs,
+        "precision": history.precision, "seconds": round(seconds, 2), "val_loss": history.val_loss,
+    }
     return scores, info
+
+
+def save_finetune_scores(path: Path, scores: dict[str, torch.Tensor], info: dict) -> None:
+    """What the e7 stage reads back: the scores of every split, the train rows, precision and seconds."""
+    io.save_npz(
+        path, **{split: v.numpy() for split, v in scores.items()},
+        train_index=info["train_index"].numpy(), precision=np.array(info["precision"]), seconds=np.array(info["seconds"]),
+    )
 
 
 # --------------------------------------------------------------------------- AP, report
@@ -221,38 +222,68 @@ def _labels_of_rows(scenes: dict, train_index: torch.Tensor) -> dict[str, dict[s
 
 
 def run_heads(
-    cfg: dict, prepared_dir: Path, features_dir: Path, finetune_scores: Path, *, report_path: Path, figure_path: Path,
-    tracker: Tracker | None = None, seed: int = 0, progress: bool = True,
+    cfg: E7, prepared_dir: Path, features_dir: Path, finetune_scores: Path, *, report_path: Path, figure_path: Path,
+    table_path: Path, tracker: Tracker | None = None, seed: int = 0, progress: bool = True,
 ) -> dict:
-    """Linear heads on the cached features; AP of them and of the fine-tuned model; the report."""
-    prepared_dir = Path(prepared_dir)
+    """Linear heads on the cached features; AP of them and of the fine-tuned model; the report.
+
+    Returns the headline metrics, {"e7": {model: {"train_images", "precision", "seconds",
+    "train": {"map_voc07", "map_sklearn"}, "test": {...}}, "features": {"precision"}}};
+    per-class AP goes to table_path (CSV: model, split, method, class, ap), the figure and the report.
+    """
+    prepared_dir, features_dir = Path(prepared_dir), Path(features_dir)
+    for path, stage in [*((features_dir / f"{kind}.pt", "e7_features") for kind in FEATURE_KINDS), (Path(finetune_scores), "e7_finetune")]:
+        if not path.exists():  # before any head is trained
+            raise FileNotFoundError(f"{path} not found; run the {stage} stage first")
+    train_cfg = linear_config(cfg, seed)
     meta = datasets.load_meta(prepared_dir)
     classes = list(meta["classes"])
     scenes = load_scenes(prepared_dir)  # labels of every row
+    tables: dict[str, dict] = {}  # model -> ap_table (per-class AP included)
     results: dict[str, dict] = {}
     for kind in FEATURE_KINDS:
         name = f"linear_{kind}"
-        features = load_features(Path(features_dir) / f"{kind}.pt")
+        features = load_features(features_dir / f"{kind}.pt")
         labels = _labels_of_rows(scenes, features["train_index"])
         present = {split: labels[split]["present"] for split in datasets.SPLITS}
         on_epoch = (lambda epoch, m, name=name: tracker.epoch(name, epoch, m)) if tracker else None
         start = time.perf_counter()
-        scores = train_linear_head(features, present, cfg["linear"], seed=seed, on_epoch=on_epoch, progress=progress, desc=f"e7 {name}")
-        results[name] = {**ap_table(scores, labels, classes), "seconds": round(time.perf_counter() - start, 2), "train_images": len(features["train"])}
-    if not Path(finetune_scores).exists():
-        raise FileNotFoundError(f"{finetune_scores} not found; run the e7_finetune stage first")
+        scores, history = train_linear_head(features, present, train_cfg, seed=seed, on_epoch=on_epoch, progress=progress, desc=f"e7 {name}")
+        tables[name] = ap_table(scores, labels, classes)
+        results[name] = {"train_images": len(features["train"]), "precision": history.precision, "seconds": round(time.perf_counter() - start, 2)}
     saved = io.load_npz(finetune_scores)
     scores = {s: torch.from_numpy(saved[s]) for s in datasets.SPLITS}
     labels = _labels_of_rows(scenes, torch.from_numpy(saved["train_index"]))
-    results["finetuned"] = {**ap_table(scores, labels, classes), "seconds": float(saved["seconds"]), "train_images": len(saved["train_index"])}
-    info_path = Path(features_dir) / "info.json"
+    tables["finetuned"] = ap_table(scores, labels, classes)
+    results["finetuned"] = {
+        "train_images": len(saved["train_index"]),
+        "precision": str(saved["precision"]) if "precision" in saved else "unknown",
+        "seconds": float(saved["seconds"]),
+    }
+    for name in MODELS:
+        for split in ("train", "test"):
+            results[name][split] = {f"map_{method}": tables[name][split][f"map_{method}"] for method in AP_METHODS}
+    info_path = features_dir / "info.json"
     feature_precision = io.read_json(info_path).get("precision", "fp32") if info_path.exists() else "fp32"
-    _ap_figure(results, classes, figure_path)
-    io.write_text(report_path, e7_report(meta, cfg, results, feature_precision))
+    write_ap_csv(tables, table_path)
+    _ap_figure(tables, classes, figure_path)
+    io.write_text(report_path, e7_report(meta, cfg, results, tables, feature_precision, train_cfg, finetune_config(cfg, seed)))
     return {"e7": {**results, "features": {"precision": feature_precision}}}
 
 
-def _ap_figure(results: dict, classes: list[str], path: Path) -> None:
+def write_ap_csv(tables: dict[str, dict], path: Path) -> None:
+    """Per-class AP (%) of every model, split and AP definition, one row each (a DVC plot source)."""
+    with io.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("model", "split", "method", "class", "ap"))
+        for name, table in tables.items():
+            for split, row in table.items():
+                for method in AP_METHODS:
+                    for cls, ap in row[f"ap_{method}"].items():
+                        writer.writerow((name, split, method, cls, ap))
+
+
+def _ap_figure(tables: dict, classes: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,8 +292,8 @@ def _ap_figure(results: dict, classes: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.2))
     width = 0.8 / len(MODELS)
     for i, name in enumerate(MODELS):
-        ap = list(results[name]["test"]["ap_voc07"].values())
-        ax.bar(np.arange(len(classes)) + (i - 1) * width, ap, width, label=f"{name} (mAP {results[name]['test']['map_voc07']:.1f})")
+        ap = list(tables[name]["test"]["ap_voc07"].values())
+        ax.bar(np.arange(len(classes)) + (i - 1) * width, ap, width, label=f"{name} (mAP {tables[name]['test']['map_voc07']:.1f})")
     ax.set_xticks(np.arange(len(classes)), classes)
     ax.set_ylabel("test AP, VOC07 11-point (%)")
     ax.set_ylim(0, 105)
@@ -270,7 +301,10 @@ def _ap_figure(results: dict, classes: list[str], path: Path) -> None:
     io.save_figure(fig, path)
 
 
-def e7_report(meta: dict, cfg: dict, results: dict, feature_precision: str = "fp32") -> str:
+def e7_report(
+    meta: dict, cfg: E7, results: dict, tables: dict, feature_precision: str,
+    linear_cfg: engine.TrainConfig, finetune_cfg: engine.TrainConfig,
+) -> str:
     sizes, profile = meta["sizes"], meta["profile"]
     rows = []
     for name in MODELS:
@@ -280,35 +314,41 @@ def e7_report(meta: dict, cfg: dict, results: dict, feature_precision: str = "fp
             f"{r['train']['map_voc07']:.2f}", f"{r['test']['map_voc07']:.2f}",
             f"{r['train']['map_sklearn']:.2f}", f"{r['test']['map_sklearn']:.2f}",
             f"{ref['train']:.2f} / {ref['test']:.2f}" if ref else "-",
+            r["precision"],
             f"{r['seconds']:.1f}",
         ))
     classes = list(meta["classes"])
-    per_class = [(name, *[f"{a:.1f}" for a in results[name]["test"]["ap_voc07"].values()]) for name in MODELS]
+    per_class = [
+        (name, method, *[f"{a:.1f}" for a in tables[name]["test"][f"ap_{method}"].values()])
+        for method in AP_METHODS for name in MODELS
+    ]
     lp, lr, ft = (results[n]["test"]["map_voc07"] for n in MODELS)
     parts = [
         "# E7. Transfer learning on a multi-label set",
         "",
         f"Data: {meta['source']} ({profile} profile); train {sizes['train']:,}, val {sizes['val']:,}, test {sizes['test']:,} images "
-        f"at {cfg['image_size']} px. Backbone: torchvision {cfg['arch']}, weights `{cfg['weights']}`; features after `{cfg['layer']}`, "
-        f"extracted in {feature_precision} (e7.feature_precision: {cfg['feature_precision']}).",
+        f"at {cfg.image_size} px. Backbone: torchvision {cfg.arch}, weights `{cfg.weights}`; features after `{cfg.layer}`, "
+        f"extracted in {feature_precision} (e7.feature_precision: {cfg.feature_precision}).",
         "",
         "mAP in %, train and test, both definitions. \"Difficult\" (VOC07): an image whose class is present only as difficult "
         "objects is left out of that class's ranking (neither positive nor negative); heads are trained on every present class.",
         "",
-        format_table(rows, ("model", "train mAP VOC07", "test mAP VOC07", "train mAP sklearn", "test mAP sklearn", "reference (full, train / test)", "seconds")),
+        format_table(rows, ("model", "train mAP VOC07", "test mAP VOC07", "train mAP sklearn", "test mAP sklearn", "reference (full, train / test)", "precision", "seconds")),
         "",
         f"Pretrained features vs random-init features (linear head, test VOC07 mAP): {lp:.2f} vs {lr:.2f} "
-        f"({'pretrained better' if lp > lr else 'pretrained NOT better'}, +{lp - lr:.2f}). Fine-tuned vs linear head: {ft:.2f} vs {lp:.2f} "
+        f"({'pretrained better' if lp > lr else 'pretrained NOT better'}, {lp - lr:+.2f}). Fine-tuned vs linear head: {ft:.2f} vs {lp:.2f} "
         f"({'fine-tuning better' if ft > lp else 'fine-tuning NOT better'}).",
         "",
         "Full-profile targets (ImageNet ResNet50 on VOC2007 at 224 px, 20 epochs): beat 83.40 test mAP with the linear head and "
         "87.23 with fine-tuning (literature: linear SVM 87.17, fine-tuned ResNet-101 at 448 px 91.7-93.0).",
         "",
-        "## Test AP per class (VOC07 11-point, %)",
+        "## Test AP per class (%)",
         "",
-        format_table(per_class, ("model", *classes)),
+        "Both definitions; every model, split and definition is in plots/e7/tables/ap_per_class.csv.",
         "",
-        f"Training: linear heads `{cfg['linear']}` on {results['linear_pretrained']['train_images']} train images; "
-        f"fine-tuning `{cfg['finetune']}` on {results['finetuned']['train_images']} train images (train mAP: on those images).",
+        format_table(per_class, ("model", "AP", *classes)),
+        "",
+        f"Training: linear heads `{linear_cfg}` on {results['linear_pretrained']['train_images']} train images; "
+        f"fine-tuning `{finetune_cfg}` on {results['finetuned']['train_images']} train images (train mAP: on those images).",
     ]
     return "\n".join(parts) + "\n"

@@ -4,13 +4,14 @@ Trains torchvision's resnet50 / resnet18 (exactly the modules E7 and E8 load) on
 task that shares no image with their targets, and saves each as a weights file that
 reprodl.backbones.load_backbone reads like a downloaded one.
 
-Source: the *train split only* of the colour digits (data/prepared/stanford_dogs in the
-embedded profile), 10-way classification of RGB digits on random colours. Its split is the
+The source is pretrain.dataset, one of config.PRETRAIN_SOURCES (params.yaml is checked
+against that list). Embedded default: the *train split only* of the colour digits
+(data/prepared/colour_digits), 10-way classification of RGB digits on random colours. Its split is the
 MNIST split (same images, seed and fractions), so its train split holds only MNIST train
 digits: no val or test digit of E8 (MNIST) and no digit of E7's val or test scenes (composed
 from the MNIST val / test digits) is ever seen in pretraining. It is RGB like the scenes, and
-a different task (one centred digit, one label) from E7's multi-label scenes. USPS (sklearn's
-8x8 digits, other writers) is the other allowed source: fully disjoint, but 1,437 grey 8x8
+a different task (one centred digit, one label) from E7's multi-label scenes. sklearn_digits
+(8x8 digits, other writers) is the other embedded source: fully disjoint, but 1,437 grey 8x8
 images make weaker features.
 """
 
@@ -18,36 +19,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping
 
 import torch
 
 from .. import backbones, datasets, engine
-from ..params import ParamError, check_dataset_name, check_train, get, non_empty_list, one_of, positive_int
-
-SOURCES = ("stanford_dogs", "usps")  # the targets (mnist, voc2007) and their digits are never a source
-
-
-def check_params(section: Mapping, data: Mapping, seed: int) -> dict:
-    """The `pretrain` section -> {"dataset", "image_size", "max_images", "archs", per-arch TrainConfig}."""
-    dataset = get(section, "dataset", "pretrain")
-    if dataset not in SOURCES:
-        raise ParamError(
-            "pretrain.dataset",
-            f"must be one of {', '.join(SOURCES)} (a source that shares no image with the targets mnist and voc2007); got {dataset!r}",
-        )
-    out: dict[str, Any] = {
-        "dataset": check_dataset_name(dataset, "pretrain.dataset", data, task="multiclass"),
-        "image_size": positive_int(get(section, "image_size", "pretrain"), "pretrain.image_size"),
-        "archs": [],
-    }
-    max_images = get(section, "max_images", "pretrain", None)
-    out["max_images"] = None if max_images is None else positive_int(max_images, "pretrain.max_images")
-    for i, arch in enumerate(non_empty_list(get(section, "archs", "pretrain"), "pretrain.archs")):
-        one_of(arch, f"pretrain.archs[{i}]", backbones.ARCHS)
-        out["archs"].append(arch)
-        out[arch] = check_train(get(section, arch, "pretrain"), f"pretrain.{arch}", seed)
-    return out
+from ..config import Pretrain
 
 
 def source_images(
@@ -62,25 +38,31 @@ def source_images(
     return backbones.prepare_images(x, image_size), torch.from_numpy(split.y[keep])
 
 
-def run_pretrain(cfg: dict, prepared_dir: Path, models_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
-    """Train every arch on the source; save models_dir/<arch>.pt; return the metrics tree."""
-    x, y = source_images(Path(prepared_dir), cfg["image_size"], cfg["max_images"], seed)
+def run_pretrain(cfg: Pretrain, prepared_dir: Path, models_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
+    """Train every arch of cfg.archs on the source; save models_dir/<arch>.pt; return the metrics tree.
+
+    {"pretrain": {arch: {"n_images", "precision", "seconds", "train": {"accuracy", "loss"}, "val": {...}}}}
+    (train: the last epoch's running figures, augmented; val: the source's val split after training).
+    """
+    prepared_dir = Path(prepared_dir)
+    jobs = {arch: engine.train_config(getattr(cfg, arch), seed=seed) for arch in cfg.archs}  # config guarantees each block
+    x, y = source_images(prepared_dir, cfg.image_size, cfg.max_images, seed)
     # The source's val split: a check that pretraining learned the source task (never a target image).
-    val = source_images(Path(prepared_dir), cfg["image_size"], None, seed, "val")
+    val = source_images(prepared_dir, cfg.image_size, None, seed, "val")
     n_classes = len(datasets.load_meta(prepared_dir)["classes"])
     results: dict[str, dict] = {}
-    for arch in cfg["archs"]:
+    for arch, train_cfg in jobs.items():
         model = backbones.build_backbone(arch, n_classes, seed=seed, zero_init_residual=True)
         start = time.perf_counter()
-        history = engine.fit(model, (x, y), val, cfg[arch], progress=progress, desc=f"pretrain {arch}")
+        history = engine.fit(model, (x, y), val, train_cfg, progress=progress, desc=f"pretrain {arch}")
         seconds = time.perf_counter() - start
-        source = f"pretrain stage: {arch} trained on the train split of {cfg['dataset']} at {cfg['image_size']} px ({len(x)} images)"
+        source = f"pretrain stage: {arch} trained on the train split of {cfg.dataset} at {cfg.image_size} px ({len(x)} images)"
         backbones.save_backbone(Path(models_dir) / f"{arch}.pt", arch, model, source)
         results[arch] = {
-            "n_images": len(x), "seconds": round(seconds, 2),
+            "n_images": len(x), "precision": history.precision, "seconds": round(seconds, 2),
             "train": {"accuracy": history.train_accuracy[-1], "loss": history.train_loss[-1]},
             "val": {"accuracy": history.val_accuracy[-1], "loss": history.val_loss[-1]},
         }
         print(f"pretrain {arch}: source train accuracy {history.train_accuracy[-1]:.4f} (last epoch, {len(x)} images), "
-              f"val accuracy {history.val_accuracy[-1]:.4f} ({len(val[0])} images), {seconds:.1f} s")
+              f"val accuracy {history.val_accuracy[-1]:.4f} ({len(val[0])} images), {seconds:.1f} s, {history.precision}")
     return {"pretrain": results}
