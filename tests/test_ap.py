@@ -76,3 +76,34 @@ def test_voc07_ap_counts_a_recall_of_exactly_06_or_07(n_pos, reached):
     levels_met_at_full_precision = 7 if n_pos == 10 else 8  # t = 0, ..., 0.6 or 0, ..., 0.7
     expected = (levels_met_at_full_precision + (11 - levels_met_at_full_precision) * tail) / 11
     assert metrics.average_precision_voc07(scores, hits) == pytest.approx(expected, abs=1e-12)
+
+
+def test_non_interpolated_equals_sklearn_with_tied_scores():
+    """Tied scores are one threshold: every image of the tie counts at the tie's end (sklearn's
+    precision-recall curve), whatever their input order."""
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.2, 0.2])
+    positive = np.array([0, 1, 0, 1, 1, 0])
+    # Thresholds 0.9, 0.5, 0.2: recall 0, 2/3, 1 at precision 0, 2/4, 3/6 -> 2/3 * 1/2 + 1/3 * 1/2.
+    assert metrics.average_precision(scores, positive) == pytest.approx(0.5)
+    assert metrics.average_precision(scores, positive) == pytest.approx(average_precision_score(positive, scores))
+    reordered = [0, 3, 1, 2, 5, 4]  # the positives first within each tie: an order-dependent AP would change
+    assert metrics.average_precision(scores[reordered], positive[reordered]) == pytest.approx(0.5)
+    rng = np.random.default_rng(1)
+    coarse = rng.integers(0, 5, (300, 4)).astype(float)  # five score levels: ties everywhere
+    present = rng.random((300, 4)) < 0.4
+    ours = metrics.per_class_ap(coarse, present, method="sklearn")
+    assert np.allclose(ours, [average_precision_score(present[:, k], coarse[:, k]) for k in range(4)])
+    difficult = rng.random((300, 4)) < 0.1
+    ours = metrics.per_class_ap(coarse, present, difficult, method="sklearn")
+    theirs = [average_precision_score(present[~difficult[:, k], k], coarse[~difficult[:, k], k]) for k in range(4)]
+    assert np.allclose(ours, theirs)
+
+
+def test_non_interpolated_ap_without_ties_is_unchanged_bit_for_bit():
+    """The tie handling leaves tie-free scores' AP as the plain mean of the precisions at the positives."""
+    rng = np.random.default_rng(2)
+    scores, positive = rng.random(500), rng.random(500) < 0.3
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order]
+    precision = np.cumsum(hits) / np.arange(1, 501)
+    assert metrics.average_precision(scores, positive) == float(precision[hits].mean())

@@ -95,6 +95,45 @@ def test_test_scenes_are_composed_of_test_digits_only(tmp_path, monkeypatch):
     assert np.all(test.difficult <= test.y), "only a present class can be difficult"
 
 
+def test_colour_digits_train_split_holds_only_mnist_train_digits(tmp_path, monkeypatch):
+    """The pretraining source (colour_digits' train split) never holds an MNIST val or test digit:
+    E8 tests on those, and E7's val and test scenes are composed of them."""
+    # Colouring as a no-op that keeps every digit recognisable (the real one tints at random).
+    monkeypatch.setattr(scenes, "make_colour_digits", lambda digits, size, seed: np.repeat(digits, 3, axis=1))
+    for name in ("mnist", "colour_digits"):
+        datasets.fetch(name, "embedded", tmp_path / "raw" / name)
+        datasets.prepare(name, "embedded", tmp_path / "raw" / name, tmp_path / name, fractions=FRACTIONS, seed=0, max_images=300)
+    digits = {split: {x.tobytes() for x in datasets.load_split(tmp_path / "mnist", split).x} for split in datasets.SPLITS}
+    assert not (digits["train"] & (digits["val"] | digits["test"])), "the MNIST sample's splits are disjoint"
+    for split in datasets.SPLITS:
+        coloured = datasets.load_split(tmp_path / "colour_digits", split)
+        assert np.array_equal(coloured.x[:, 0:1], coloured.x[:, 1:2])
+        assert {x[0:1].tobytes() for x in coloured.x} == digits[split], f"colour_digits {split}: exactly the MNIST {split} digits"
+        assert np.array_equal(coloured.y, datasets.load_split(tmp_path / "mnist", split).y)
+
+
+def test_the_real_colour_digits_are_the_mnist_digits_tinted(tmp_path):
+    """Without the stand-in colouring: each colour_digits train image is its MNIST train digit,
+    up to a per-channel affine tint (found back by least squares)."""
+    for name in ("mnist", "colour_digits"):
+        datasets.fetch(name, "embedded", tmp_path / "raw" / name)
+        datasets.prepare(name, "embedded", tmp_path / "raw" / name, tmp_path / name, fractions=FRACTIONS, seed=0,
+                         max_images=200, colour_size=28)
+    coloured = datasets.load_split(tmp_path / "colour_digits", "train").x.astype(np.float64) / 255  # (N, 3, 28, 28)
+    grey = {split: datasets.load_split(tmp_path / "mnist", split).x.astype(np.float64).reshape(-1, 784) / 255 for split in datasets.SPLITS}
+    target = coloured.reshape(len(coloured), 3, 784)
+    target = target - target.mean(2, keepdims=True)  # (N, 3, 784)
+    best = {}
+    for split, candidates in grey.items():
+        # Residual of the best fit channel = a + b * digit, for every image and candidate digit: (N, M).
+        centred = candidates - candidates.mean(1, keepdims=True)  # (M, 784)
+        projection = np.einsum("ncp,mp->ncm", target, centred)
+        residual = (target**2).sum((1, 2))[:, None] - (projection**2 / (centred**2).sum(1)).sum(1)
+        best[split] = residual.min(1) / (target**2).sum((1, 2))  # (N,) the fraction left unexplained
+    assert best["train"].max() < 1e-3, "every train image is a train digit, tinted"
+    assert min(best["val"].min(), best["test"].min()) > 1e-2, "and none is a val or test digit (closest: 0.07)"
+
+
 def test_digit_scenes_are_reproducible_and_mark_small_digits_difficult():
     rng = np.random.default_rng(0)
     digits = (rng.random((20, 1, 28, 28)) * 255).astype(np.uint8)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from configs import PARAMS, compose
 
+from reprodl import precision
 from reprodl.experiments import e1
-from reprodl.precision import use_bf16
 
 SHRINK = {"e1.grid_images": 40, "e1.perceptron.epochs": 1}
 for _name in ("logreg", "mlp", "mlp_sigmoid", "convnet"):
@@ -35,7 +35,8 @@ class RecordingTracker:
         self.confusions.append((model, len(y_true), labels))
 
 
-def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_path):
+def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # a CPU without native bf16 (both: the test below)
     tracker = RecordingTracker()
     metrics = e1.run_e1(
         shrunk_config(), prepared_mnist, models_dir=tmp_path / "models", grid_path=tmp_path / "grid.png",
@@ -43,8 +44,8 @@ def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_pa
     )["e1"]
     trained = ["logreg", "mlp", "mlp_sigmoid_lr0p5", "mlp_sigmoid_lr0p3", "mlp_sigmoid_lr0p2", "convnet"]
     assert list(metrics) == [*trained, "perceptron"]
-    # auto resolves per CPU; the metrics record what ran (logreg has no precision param: fp32)
-    assert metrics["convnet"]["precision"] == ("bf16" if use_bf16(PARAMS["e1"]["convnet"]["precision"]) else "fp32")
+    # the committed convnet precision is auto: fp32 on this CPU; logreg has no precision param: fp32
+    assert PARAMS["e1"]["convnet"]["precision"] == "auto" and metrics["convnet"]["precision"] == "fp32"
     assert metrics["logreg"]["precision"] == "fp32"
     for name in trained:  # headline numbers only: val and test accuracy, and the precision
         assert set(metrics[name]) == {"val", "test", "precision"} and set(metrics[name]["test"]) == {"accuracy"}
@@ -63,6 +64,15 @@ def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_pa
     report = (tmp_path / "e1.md").read_text()
     assert "| x | 5 x 784 |" in report and "| W | 784 x 10 |" in report
     assert "7,850" in report
+
+
+@pytest.mark.parametrize("native, ran", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_cpu_and_the_metrics_say_which_ran(prepared_mnist, tmp_path, monkeypatch, native, ran):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    cfg = shrunk_config(**{"e1.models": ["convnet"], "e1.convnet.precision": "auto", "e1.convnet.max_batches": 1})
+    metrics = e1.run_e1(cfg, prepared_mnist, models_dir=tmp_path / "models", grid_path=tmp_path / "grid.png",
+                        table_path=tmp_path / "results.csv", report_path=tmp_path / "e1.md", seed=0, progress=False)["e1"]
+    assert metrics["convnet"]["precision"] == ran
 
 
 def test_same_params_same_metrics(prepared_mnist, tmp_path):

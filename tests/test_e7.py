@@ -11,7 +11,7 @@ import torch
 
 from configs import compose, errors
 
-from reprodl import backbones, config, engine, io
+from reprodl import backbones, config, datasets, engine, io
 from reprodl.experiments import e7
 
 
@@ -157,6 +157,13 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
             assert set(tree[model][split]) == {"map_voc07", "map_sklearn"}
             assert 0 <= tree[model][split]["map_voc07"] <= 100 and 0 <= tree[model][split]["map_sklearn"] <= 100
     assert tree["finetuned"]["train_images"] == 12 and tree["linear_pretrained"]["train_images"] == 16
+    # Not just a range: the finetuned model's test mAP is sklearn's, difficult images left out, on its saved scores.
+    from sklearn.metrics import average_precision_score
+
+    saved, test = io.load_npz(tmp_path / "scores.npz"), datasets.load_split(tiny_scenes, "test")
+    kept = [~test.difficult[:, k].astype(bool) for k in range(3)]
+    aps = [average_precision_score(test.y[keep, k], saved["test"][keep, k]) for k, keep in enumerate(kept) if test.y[keep, k].any()]
+    assert tree["finetuned"]["test"]["map_sklearn"] == pytest.approx(100 * np.mean(aps), abs=0.006)
     assert tree["features"]["precision"] == "fp32", "the metrics say what the features were computed in"
     assert count_leaves(tree) <= 25
 

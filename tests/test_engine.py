@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from reprodl import engine, models
+from reprodl import config, engine, models
 
 
 def blobs(n: int = 200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,14 +85,71 @@ def test_random_affine_is_identity_without_jitter_and_seeded_with_it():
     assert torch.equal(a, b) and not torch.allclose(a, x, atol=1e-3)
 
 
-def test_a_one_pixel_shift_moves_the_image_by_one_pixel():
-    x = torch.zeros(1, 1, 9, 9)
-    x[0, 0, 4, 4] = 1.0
-    moved = engine.random_affine(x, engine.Augment(shift=1), torch.Generator().manual_seed(0))
-    # The drawn shift is uniform in [-1, 1] px per axis: the mass stays, its centre moves by < 1 px.
-    assert math.isclose(float(moved.sum()), 1.0, rel_tol=1e-4)
-    rows = (moved[0, 0].sum(1) * torch.arange(9)).sum()
-    assert abs(float(rows) - 4) <= 1.0
+def blob(h: int, w: int, row: float, col: float, sigma: float = 1.5) -> torch.Tensor:
+    """A Gaussian spot at (row, col) in pixel coordinates: its centroid is (row, col) to within float rounding."""
+    rows, cols = torch.arange(h, dtype=torch.float64).view(-1, 1), torch.arange(w, dtype=torch.float64).view(1, -1)
+    return torch.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * sigma**2)).float()
+
+
+def centroids(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, col) centroid of each image of a batch (B, 1, H, W)."""
+    _, _, h, w = images.shape
+    mass = images.sum((1, 2, 3)).double()
+    rows = (images.sum((1, 3)).double() * torch.arange(h, dtype=torch.float64)).sum(1) / mass
+    cols = (images.sum((1, 2)).double() * torch.arange(w, dtype=torch.float64)).sum(1) / mass
+    return rows, cols
+
+
+def jitter(image: torch.Tensor, augment: engine.Augment, n: int = 64, seed: int = 0) -> torch.Tensor:
+    return engine.random_affine(image.expand(n, 1, *image.shape).clone(), augment, torch.Generator().manual_seed(seed))
+
+
+def test_a_shift_of_s_pixels_moves_the_image_by_at_most_s_pixels_in_each_axis():
+    # Not square, so that a shift scaled by the wrong side would show; the spot is far from the borders.
+    h, w, s = 17, 25, 2.0
+    image = blob(h, w, 8, 12)
+    moved = jitter(image, engine.Augment(shift=s))
+    assert torch.allclose(moved.sum((1, 2, 3)), image.sum().expand(64), rtol=1e-3), "a shift keeps the mass"
+    rows, cols = centroids(moved)
+    d_row, d_col = rows - 8, cols - 12
+    assert d_row.abs().max() <= s + 0.01 and d_col.abs().max() <= s + 0.01, (d_row.abs().max(), d_col.abs().max())
+    # It does move: both ways along both axes, up to nearly s, the axes drawn independently.
+    for d in (d_row, d_col):
+        assert d.max() > 0.75 * s and d.min() < -0.75 * s, d
+        assert (d.abs() > 0.05).float().mean() > 0.9
+    assert not torch.allclose(d_row, d_col, atol=0.1)
+    assert not torch.allclose(moved, image.expand_as(moved), atol=1e-2)
+
+
+def polar(images: torch.Tensor, centre: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Radius (px) and angle (degrees) of each image's centroid about the image centre."""
+    rows, cols = centroids(images)
+    return torch.hypot(rows - centre, cols - centre), torch.rad2deg(torch.atan2(rows - centre, cols - centre))
+
+
+def test_a_rotation_of_r_degrees_turns_the_image_by_at_most_r_degrees():
+    size, r = 33, 15.0
+    centre = (size - 1) / 2  # pixel centres at 0..32: the image's centre is pixel 16
+    image = blob(size, size, centre, centre + 8)  # 8 px right of the centre: angle 0, radius 8
+    radius, angle = polar(jitter(image, engine.Augment(rotate=r)), centre)
+    assert torch.allclose(radius, torch.full_like(radius, 8.0), atol=0.1), "a rotation about the centre keeps the radius"
+    assert angle.abs().max() <= r + 0.5, angle.abs().max()
+    assert angle.max() > 0.75 * r and angle.min() < -0.75 * r, angle
+    assert (angle.abs() > 0.5).float().mean() > 0.9, "with rotate > 0 the output differs from the input"
+    still, _ = centroids(jitter(blob(size, size, centre, centre), engine.Augment(rotate=r)))
+    assert torch.allclose(still, torch.full_like(still, centre), atol=1e-3), "and moves nothing at the centre"
+
+
+def test_a_scale_of_z_zooms_the_image_by_at_most_z():
+    size, z = 33, 0.2
+    centre = (size - 1) / 2
+    image = blob(size, size, centre, centre + 8)
+    radius, angle = polar(jitter(image, engine.Augment(scale=z)), centre)
+    ratio = radius / 8
+    assert ratio.min() >= 1 - z - 0.01 and ratio.max() <= 1 + z + 0.01, (ratio.min(), ratio.max())
+    assert ratio.max() > 1 + 0.75 * z and ratio.min() < 1 - 0.75 * z, "zooms in and out"
+    assert ((ratio - 1).abs() > 0.01).float().mean() > 0.9, "with scale > 0 the output differs from the input"
+    assert angle.abs().max() < 0.5, "a zoom about the centre turns nothing"
 
 
 def test_logistic_regression_has_7850_parameters():
@@ -126,3 +183,67 @@ def test_unknown_names_are_clear_errors():
         engine.make_optimizer("lbfgs", [], 0.1, 0, 0)
     with pytest.raises(ValueError, match="too small"):
         models.build_model({"kind": "convnet", "image_size": 8})
+
+
+# test_no_dead_params.py checks that adamw and onecycle change the weights relative to sgd at a
+# constant rate; here every optimiser and schedule the config accepts trains and learns.
+OPTIMIZER_LR = {"sgd": 0.1, "adam": 0.01, "adamw": 0.01, "adadelta": 1.0}
+
+
+@pytest.mark.parametrize("optimizer", config.OPTIMIZERS)
+def test_every_optimiser_the_config_accepts_trains_and_learns(optimizer):
+    x, y = blobs()
+    model = models.build_model({"kind": "mlp", "n_inputs": 16, "hidden": 8, "n_classes": 2}, seed=0)
+    start = weights(model).clone()
+    cfg = engine.TrainConfig(epochs=4, batch_size=20, lr=OPTIMIZER_LR[optimizer], optimizer=optimizer, weight_decay=1e-4)
+    history = engine.fit(model, (x, y), (x[:50], y[:50]), cfg, progress=False)
+    assert type(engine.make_optimizer(optimizer, model.parameters(), 0.1, 0.0, 0.0)).__name__.lower() == optimizer
+    after = weights(model)
+    assert torch.isfinite(after).all() and not torch.equal(after, start), "the weights moved"
+    loss = history.train_loss
+    assert all(b < a for a, b in zip(loss, loss[1:])) and loss[-1] < 0.6 * loss[0], loss
+    assert history.val_accuracy[-1] > 0.9, "two well-separated blobs (chance: 0.5)"
+
+
+def test_the_optimisers_are_four_different_updates():
+    """Adam and AdamW differ in their weight decay only (L2 in the gradient, or decoupled): give them some."""
+    x, y = blobs()
+    trained = {}
+    for optimizer in config.OPTIMIZERS:
+        model = models.build_model({"kind": "mlp", "n_inputs": 16, "hidden": 8, "n_classes": 2}, seed=0)
+        engine.fit(model, (x, y), None, engine.TrainConfig(epochs=2, batch_size=20, lr=OPTIMIZER_LR[optimizer], optimizer=optimizer,
+                                                          weight_decay=0.05), progress=False)
+        trained[optimizer] = weights(model)
+    names = list(trained)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not torch.allclose(trained[a], trained[b], atol=1e-4), f"{a} and {b} trained the same weights"
+
+
+def test_the_cosine_schedule_anneals_from_lr_to_zero_per_step():
+    model = nn.Linear(2, 2)
+    optimizer = engine.make_optimizer("sgd", model.parameters(), 0.4, 0.0, 0.0)
+    schedule = engine.make_schedule("cosine", optimizer, 0.4, total_steps=8)
+    rates = []
+    for _ in range(8):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    rates.append(optimizer.param_groups[0]["lr"])
+    expected = [0.2 * (1 + math.cos(math.pi * t / 8)) for t in range(9)]
+    assert rates == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("schedule", config.SCHEDULES)
+def test_every_schedule_trains_learns_and_gives_its_own_weights(schedule):
+    x, y = blobs()
+    results = {}
+    for name in dict.fromkeys(("constant", schedule)):
+        model = models.build_model({"kind": "mlp", "n_inputs": 16, "hidden": 8, "n_classes": 2}, seed=0)
+        history = engine.fit(model, (x, y), (x[:50], y[:50]), engine.TrainConfig(epochs=3, batch_size=20, lr=0.1, schedule=name), progress=False)
+        loss = history.train_loss
+        assert all(b < a for a, b in zip(loss, loss[1:])) and loss[-1] < 0.7 * loss[0], (name, loss)
+        assert history.val_accuracy[-1] > 0.9, "two well-separated blobs (chance: 0.5)"
+        results[name] = weights(model)
+    if schedule != "constant":
+        assert not torch.equal(results[schedule], results["constant"]), f"{schedule} trained like a constant rate"

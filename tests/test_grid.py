@@ -112,3 +112,30 @@ def test_workers_env_var(monkeypatch):
     monkeypatch.setenv("REPRODL_WORKERS", "zero")
     with pytest.raises(ValueError, match="REPRODL_WORKERS"):
         grid.default_workers()
+
+
+def test_the_one_worker_path_runs_on_one_thread_and_restores_the_count_after(monkeypatch):
+    """fit_stacks(workers=1) trains in the calling process: the pytest process, the stage. Its one
+    thread per stack must not outlive the call (every later test, every later step would run on it)."""
+    job = dict(specs=[grid.ModelSpec((5,), 0.1, 0)], train=TRAIN, val=VAL, batch_size=32, epochs=1, seed=0, n_classes=N_CLASSES, progress=False)
+    during: list[int] = []
+    real = grid.fit_stack
+
+    def recording(**kwargs):
+        during.append(torch.get_num_threads())
+        if kwargs["seed"] == 13:
+            raise RuntimeError("a stack failed")
+        return real(**kwargs)
+
+    monkeypatch.setattr(grid, "fit_stack", recording)
+    before = torch.get_num_threads()
+    threads = 3 if before == 1 else before  # a count that 1 cannot be mistaken for
+    torch.set_num_threads(threads)
+    try:
+        grid.fit_stacks([job, job], workers=1)
+        assert during == [1, 1] and torch.get_num_threads() == threads
+        with pytest.raises(RuntimeError, match="a stack failed"):
+            grid.fit_stacks([{**job, "seed": 13}], workers=1)
+        assert torch.get_num_threads() == threads, "restored after a failure too"
+    finally:
+        torch.set_num_threads(before)

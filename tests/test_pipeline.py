@@ -44,7 +44,7 @@ def commit(repo: Path, message: str) -> None:
 def shrunk_copy(repo: Path, extra: dict | None = None) -> Path:
     """Copy the repository's sources (tracked and new, not ignored; no outputs) into `repo`,
     merge tests/e2e_params.yaml (then `extra`) over params.yaml, and commit it as a new git repo."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
     skip = ("data/", "models/", "metrics/", "plots/", "reports/", "dvc.lock")  # outputs: the copy makes its own
     for rel in listed.stdout.splitlines():
         src = ROOT / rel

@@ -12,8 +12,10 @@ Long runs pass `checkpoint=path`: the full training state is written after every
 restarted run resumes from it, ending with the same weights and metrics as an uninterrupted
 one. Under `torchrun --nproc_per_node N` (a process group initialised, e.g. with
 `init_distributed()`), fit trains the model with DistributedDataParallel: every rank draws
-the same batches, takes its share of each, gradients are averaged, metrics are summed over
-ranks, and only rank 0 writes checkpoints and calls `on_epoch`.
+the same batches, takes its share of each (shares may be uneven, or empty for a last batch
+smaller than the world), each rank's loss is weighted by its share so that the averaged
+gradient is the whole batch's, as in one process, metrics are summed over ranks, and only
+rank 0 writes checkpoints and calls `on_epoch`.
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ def fit(
                 on_epoch(epoch, metrics)
         for metrics in done:
             _record(history, metrics)
-    # DDP broadcasts rank 0's weights at wrapping, then averages gradients in backward.
+    # DDP broadcasts rank 0's weights at wrapping, then averages gradients in backward (see _share_loss).
     trained = model
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -286,9 +288,12 @@ def fit(
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with autocast(bf16, device):
                 out = trained(_prepare_input(xb, cfg.channels_last))
-                loss = criterion(out.float(), yb)  # the loss in fp32 whatever the precision
+                if world > 1:  # weighted by the share's size; an empty share contributes zero
+                    loss, objective = _share_loss(criterion, out.float(), yb, len(idx), world)
+                else:
+                    loss = objective = criterion(out.float(), yb)  # the loss in fp32 whatever the precision
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimizer.step()
             if schedule is not None:
                 schedule.step()
@@ -302,6 +307,7 @@ def fit(
             totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)])
             dist.all_reduce(totals)
             loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
+            _broadcast_buffers(model)  # every rank evaluates (and holds) the model rank 0 saves
         metrics = {"train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen if classify else float("nan")}
         if val is not None and len(val[0]):
             if world > 1:
@@ -361,7 +367,15 @@ def _resume(path: Path, cfg: TrainConfig, run_key: str, model, optimizer, schedu
     """Restore the training state from `path`; return the finished epochs' metrics ([] to start afresh)."""
     if not path.exists():
         return []
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not {"config", "model", "metrics"} <= state.keys():
+            raise ValueError("not a checkpoint written by reprodl.engine.fit")
+    except Exception as err:  # truncated, overwritten, another format: one clear line, not the unpickler's traceback
+        raise RuntimeError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}): it is cut short, corrupt, or not a checkpoint "
+            "written by reprodl.engine.fit; delete it to train from the start"
+        ) from None
     if state.get("config") != asdict(cfg) or state.get("run_key") != run_key:
         print(f"checkpoint {path} was written for another configuration: training from the start")
         return []
@@ -376,7 +390,17 @@ def _resume(path: Path, cfg: TrainConfig, run_key: str, model, optimizer, schedu
 
 def load_checkpoint_model(path: str | os.PathLike, model: nn.Module) -> int:
     """Load the weights of a checkpoint written by fit into `model`; return its finished epochs."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not {"model", "epochs_done"} <= state.keys():
+            raise ValueError("not a checkpoint written by reprodl.engine.fit")
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # as in _resume: name the file, not a pickle traceback
+        raise RuntimeError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}): it is cut short, corrupt, or not a checkpoint "
+            "written by reprodl.engine.fit; delete it to train from the start"
+        ) from None
     model.load_state_dict(state["model"])
     return int(state["epochs_done"])
 
@@ -395,23 +419,108 @@ def init_distributed() -> tuple[int, int]:
     """Join the process group that torchrun describes in the environment (nccl on GPU, gloo on CPU).
 
     Without torchrun (no WORLD_SIZE, or 1) nothing happens and (0, 1) is returned.
+    When every rank runs on this host, the ranks meet on the loopback (see _loopback_defaults),
+    never on an address found by resolving the host name; what the environment sets is kept.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        for name, value in _loopback_defaults(os.environ, backend).items():
+            os.environ.setdefault(name, value)
         dist.init_process_group(backend)
     return distributed_rank_world()
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def _loopback_defaults(env, backend: str) -> dict[str, str]:
+    """The variables that init_distributed sets where `env` leaves them unset.
+
+    MASTER_ADDR (where env:// rendezvous, torchrun sets it): 127.0.0.1.
+    GLOO_SOCKET_IFNAME, for gloo when every rank is on this host (torchrun's LOCAL_WORLD_SIZE is
+    WORLD_SIZE, or the master address is a loopback one): the loopback interface. Without it gloo
+    binds each rank to the address that the machine's host name resolves to, which fails, or
+    picks an unreachable address, where the name does not resolve to a local one. Across hosts
+    nothing is chosen: the interface that reaches the other hosts is the user's to set.
+    """
+    defaults = {} if "MASTER_ADDR" in env else {"MASTER_ADDR": LOOPBACK}
+    master = env.get("MASTER_ADDR", LOOPBACK)
+    one_host = env.get("LOCAL_WORLD_SIZE") is not None and env.get("LOCAL_WORLD_SIZE") == env.get("WORLD_SIZE")
+    if backend == "gloo" and "GLOO_SOCKET_IFNAME" not in env and (one_host or _is_loopback(master)):
+        interface = _loopback_interface()
+        if interface is not None:
+            defaults["GLOO_SOCKET_IFNAME"] = interface
+    return defaults
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_interface() -> str | None:
+    """The loopback network interface's name: "lo" on Linux, "lo0" on macOS (None when there is none)."""
+    import socket
+
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except (AttributeError, OSError):  # no if_nameindex on this platform
+        return None
+    return next((name for name in ("lo", "lo0") if name in names), None)
+
+
+def _share_loss(criterion, out: torch.Tensor, target: torch.Tensor, batch: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(this rank's mean loss, the objective it back-propagates) for its share of a batch of `batch` rows.
+
+    DDP averages the ranks' gradients: (1/W) sum_r grad L_r. With L_r = (W n_r / B) mean_r, where
+    this rank holds n_r of the B rows and mean_r is their mean loss, the average is
+    sum_r (n_r / B) grad mean_r = grad (1/B) sum_i loss_i, the gradient of the whole batch's mean
+    that one process takes, however unevenly the rows are shared (for even shares the factor
+    is exactly 1). A share left empty (a last batch smaller than the world) has weight 0: its
+    objective is 0 * sum(out), a zero gradient that still joins DDP's all-reduce, where the mean
+    of no rows would be NaN and spread to every rank.
+    """
+    if len(target) == 0:
+        zero = out.sum() * 0.0
+        return zero.detach(), zero
+    loss = criterion(out, target)
+    return loss, loss * (len(target) * world / batch)
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts them at the start of each training forward, so after an epoch's last step
+    every rank holds the statistics of its own share; evaluation and prediction use rank 0's,
+    those of the model that rank 0 saves.
+    """
+    for buffer in model.buffers():
+        dist.broadcast(buffer, 0)
+
+
 @torch.inference_mode()
 def _evaluate_shared(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, rank: int, world: int) -> dict[str, float]:
-    """evaluate() with the rows shared out over the ranks and the sums reduced."""
+    """evaluate() with the rows shared out over the ranks and the sums reduced.
+
+    Each rank's mean is weighted by its row count, so uneven shares average exactly; a rank
+    left without rows (a split smaller than the world) adds nothing and predicts nothing.
+    """
     xs, ys = x[rank::world], y[rank::world]
-    outputs = predict(model, xs, cfg.eval_batch_size, cfg.channels_last)
     device = _device_of(model)
-    loss_sum = float(loss_function(cfg.loss)(outputs, ys)) * len(ys) if len(ys) else 0.0
-    correct = float((outputs.argmax(1) == ys).sum()) if cfg.loss == "cross_entropy" and len(ys) else 0.0
+    model.eval()
+    loss_sum = correct = 0.0
+    if len(ys):
+        outputs = predict(model, xs, cfg.eval_batch_size, cfg.channels_last)
+        loss_sum = float(loss_function(cfg.loss)(outputs, ys)) * len(ys)
+        correct = float((outputs.argmax(1) == ys).sum()) if cfg.loss == "cross_entropy" else 0.0
     totals = torch.tensor([loss_sum, correct, float(len(ys))], dtype=torch.float64, device=device)
     dist.all_reduce(totals)
     loss_sum, correct, count = totals.tolist()

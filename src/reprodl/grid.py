@@ -296,8 +296,14 @@ def fit_stack(
 
 
 def _fit_stack_job(job: dict) -> StackResult:
-    torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
-    return fit_stack(**job)[0]
+    # One core per worker: the workers are the parallelism. The one-worker path runs here in
+    # the caller's process (a stage, pytest): give its thread count back afterwards.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fit_stack(**job)[0]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def fit_stacks(jobs: Sequence[dict], workers: int = 1) -> list[StackResult]:

@@ -37,14 +37,20 @@ def _ranked_hits(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     """Non-interpolated AP of one class: the mean of the precision at the rank of each positive.
 
-    The same as sklearn.metrics.average_precision_score when scores have no ties. NaN when
+    The same as sklearn.metrics.average_precision_score, ties included: images with equal
+    scores are one threshold, so each positive of a tie takes the precision at the tie's last
+    rank, whatever the input order (without ties: the precision at its own rank). NaN when
     there is no positive.
     """
-    hits = _ranked_hits(scores, positive)
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    hits = np.asarray(positive, dtype=bool)[order]
     if not hits.any():
         return float("nan")
     precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)  # (N,)
-    return float(precision[hits].mean())
+    ranked = -scores[order]  # ascending
+    tie_end = np.searchsorted(ranked, ranked, side="right") - 1  # (N,) last rank of each one's tie; itself without ties
+    return float(precision[tie_end][hits].mean())
 
 
 # The devkit's recall levels (VOCevalcls.m: `for t=0:0.1:1`). MATLAB builds a colon range from
