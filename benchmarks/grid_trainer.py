@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -31,20 +30,10 @@ import torch.nn.functional as F
 import yaml
 
 from reprodl import grid
+from timing import cpu_name, seconds_per_call  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES, N_INPUTS, N_CLASSES = 63_000, 784, 10
-
-
-def timed_steps(step, seconds: float, warmup: int = 3) -> float:
-    """Seconds per call of step(), over at least `seconds` of calls after a warm-up."""
-    for _ in range(warmup):
-        step()
-    calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
-        step()
-        calls += 1
-    return (time.perf_counter() - start) / calls
 
 
 def baseline_times(x, y, x_val, y_val, batch: int, hidden: int, lr: float, seconds: float) -> tuple[float, float]:
@@ -76,7 +65,7 @@ def baseline_times(x, y, x_val, y_val, batch: int, hidden: int, lr: float, secon
                 F.cross_entropy(out, yb).item()
                 (out.argmax(1) == yb).sum().item()
 
-    return timed_steps(step, seconds), timed_steps(validate, 0.0, warmup=1)
+    return seconds_per_call(step, seconds, warmup=3, min_calls=3), seconds_per_call(validate, 0.0, warmup=1, min_calls=3)
 
 
 def stacked_times(x, y, x_val, y_val, batch: int, specs: list[grid.ModelSpec], seconds: float) -> tuple[float, float]:
@@ -94,7 +83,7 @@ def stacked_times(x, y, x_val, y_val, batch: int, specs: list[grid.ModelSpec], s
         stack.step(x_epoch[position : position + batch], onehot_epoch[position : position + batch])
         position += batch
 
-    return timed_steps(step, seconds), timed_steps(lambda: stack.evaluate(x_val, y_val), 0.0, warmup=1)
+    return seconds_per_call(step, seconds, warmup=3, min_calls=3), seconds_per_call(lambda: stack.evaluate(x_val, y_val), 0.0, warmup=1, min_calls=3)
 
 
 def main() -> None:
@@ -102,6 +91,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short timing slices (< 1 minute)")
     args = parser.parse_args()
     slice_seconds = 0.3 if args.quick else 2.0
+    print(f"CPU: {cpu_name()}; {torch.get_num_threads()} torch threads")
 
     g = yaml.safe_load((ROOT / "params.yaml").read_text())["e2"]["grid"]
     torch.manual_seed(0)

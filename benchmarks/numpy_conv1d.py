@@ -20,9 +20,6 @@ the loops last. --quick: shorter timing slices (a few seconds in all).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +29,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from reprodl import numpy_nn as nn
+from timing import cpu_name, seconds_per_call  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parents[1]
 USPS_LENGTH = 16 * 16  # samples: a full-profile USPS image as a 1-D signal
@@ -73,27 +71,6 @@ def assert_same(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
     """Equal up to float32 rounding: dW sums batch x positions products, in a different order each way."""
     error = np.abs(ours - theirs).max() / np.abs(theirs).max()
     assert error < 1e-5, f"{what}: the implementations disagree (max error {error:.1e} of the largest value)"
-
-
-def seconds_per_call(step, seconds: float, warmup: int = 1) -> float:
-    """Seconds per call of step(), over at least `seconds` (and 2 calls) after a warm-up."""
-    for _ in range(warmup):
-        step()
-    calls, start = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - start < seconds:
-        step()
-        calls += 1
-    return (time.perf_counter() - start) / calls
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -139,7 +116,7 @@ def main() -> None:
         assert_same(dx, step_torch().numpy(), "dx vs torch")
         assert_same(ours.grads["W"], W_t.grad.numpy(), "dW vs torch")
 
-        print(f"CPU: {cpu_name()} ({platform.machine()}, {os.cpu_count()} logical CPUs), 1 thread used; numpy {np.__version__}, torch {torch.__version__}")
+        print(f"CPU: {cpu_name()}, 1 thread used; numpy {np.__version__}, torch {torch.__version__}")
         print(f"Conv1D(k={k}, in=1, out={c_out}, stride={stride}) on a batch of {batch} x 1 x {USPS_LENGTH} (float32), "
               f"forward + both gradients")
         times = {

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from configs import raw_params
+from helpers import write_tiny_scenes
 
 from reprodl import engine, io
 
@@ -113,25 +114,11 @@ def test_loopback_defaults_only_fill_what_the_environment_leaves_unset():
     assert engine._loopback_defaults({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "10.0.0.1"}, "gloo") == {}
 
 
-def tiny_scenes(prepared: Path, sizes: dict[str, int]) -> None:
-    """A prepared multi-label set in the real format (as tests/test_e7.py): 3x32x32 scenes, 3 classes."""
-    rng = np.random.default_rng(0)
-    for split, n in sizes.items():
-        present = (rng.random((n, 3)) < 0.5).astype(np.uint8)
-        present[present.sum(1) == 0, 0] = 1
-        x = rng.integers(0, 60, (n, 3, 32, 32)).astype(np.uint8)
-        for k in range(3):
-            x[present[:, k] == 1, k, 8 * k : 8 * k + 8, 8:24] = 255
-        io.save_npz(prepared / f"{split}.npz", x=x, y=present, difficult=np.zeros_like(present))
-    io.write_json(prepared / "meta.json", {"name": "digit_scenes", "profile": "embedded", "source": "test scenes", "task": "multilabel",
-                                           "classes": ["a", "b", "c"], "image_shape": [3, 32, 32], "sizes": sizes})
-
-
 @pytest.mark.slow
 def test_e7_finetune_stage_under_torchrun_writes_its_outputs_from_rank_0_only(tmp_path):
     repo, logs = tmp_path / "repo", tmp_path / "logs"
     sizes = {"train": 18, "val": 5, "test": 4}
-    tiny_scenes(repo / "data/prepared/digit_scenes", sizes)
+    write_tiny_scenes(repo / "data/prepared/digit_scenes", sizes)
     # resnet18 at 32 px, random init; batches of 7 from 18 scenes: shares 4 + 3, 4 + 3, 2 + 2 (BatchNorm needs 2 a rank).
     params = raw_params({
         "e7.dataset": "digit_scenes", "e7.arch": "resnet18", "e7.weights": "none", "e7.image_size": 32,

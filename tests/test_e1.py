@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from configs import PARAMS, compose
+from helpers import RecordingTracker
 
 from reprodl import precision
 from reprodl.experiments import e1
@@ -22,17 +22,6 @@ for _name in ("logreg", "mlp", "mlp_sigmoid", "convnet"):
 def shrunk_config(**overrides):
     """The real e1 section, shrunk (1 epoch, 2 batches per model), plus dotted-key overrides."""
     return compose({**SHRINK, **overrides}).e1
-
-
-class RecordingTracker:
-    def __init__(self):
-        self.epochs, self.confusions = [], []
-
-    def epoch(self, model, epoch, metrics):
-        self.epochs.append((model, epoch))
-
-    def confusion(self, model, y_true, y_pred, labels):
-        self.confusions.append((model, len(y_true), labels))
 
 
 def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_path, monkeypatch):
@@ -57,7 +46,7 @@ def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_pa
     assert table["mlp"]["n_params"] == str(784 * 100 + 100 + 100 * 10 + 10)
     assert float(table["convnet"]["test_accuracy"]) == metrics["convnet"]["test"]["accuracy"]
     assert float(table["mlp"]["train_loss"]) > 0 and table["perceptron"]["val_accuracy"] == ""
-    assert [m for m, _ in tracker.epochs] == trained, "one epoch logged per model"
+    assert [m for m, _, _ in tracker.epochs] == trained, "one epoch logged per model"
     assert [c[0] for c in tracker.confusions] == trained and tracker.confusions[0][1] == 30
     grid = Image.open(tmp_path / "grid.png")
     assert grid.size == (2 * (20 * 30 + 2), 2 * (2 * 30 + 2)), "40 images as 2 rows of 20, upscaled x2"

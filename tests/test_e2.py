@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs import DELETE, PARAMS, ROOT, compose, errors
+from configs import DELETE, ROOT, compose, errors
+from helpers import flat
 
 from reprodl import config, datasets
 from reprodl.experiments import e2
@@ -25,13 +26,6 @@ HEADLINE = {  # the shape of metrics/e2.json: headline numbers only
     "best.batch", "best.epochs", "best.lr", "best.hidden", "best.val.accuracy", "best.val.loss", "best.test.accuracy",
     "correlation.batch", "correlation.epochs", "correlation.lr", "correlation.hidden",
 }
-
-
-def leaves(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        out |= leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
-    return out
 
 
 def run(cfg: config.E2, prepared, out: Path, seed: int = 0) -> dict:
@@ -82,7 +76,7 @@ def test_run_e2_writes_one_row_per_model_and_headline_metrics(prepared_mnist, tm
 
     # The stage writes the metrics without their wall times: headline numbers only.
     kept, timings = split_timings(metrics)
-    assert set(leaves(kept)) == HEADLINE
+    assert set(flat(kept)) == HEADLINE
     assert set(timings) == {"seconds", "stack_seconds"} and set(timings["stack_seconds"]) == {"16", "64"}
     json.dumps(kept, allow_nan=False)  # valid JSON for dvc metrics
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from configs import ROOT, compose, errors
+from helpers import flat
 
 from reprodl import config
 from reprodl.experiments import e3
@@ -26,13 +27,6 @@ HEADLINE = {  # the shape of metrics/e3.json: headline numbers only
     "two_layers.best.widths", "two_layers.best.val.accuracy", "three_layers.best.widths", "three_layers.best.val.accuracy",
     "best.widths", "best.depth", "best.epochs", "best.val.accuracy", "best.val.loss", "best.test.accuracy",
 }
-
-
-def leaves(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        out |= leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
-    return out
 
 
 def run(cfg: config.E3, prepared, out: Path, seed: int = 0) -> dict:
@@ -98,7 +92,7 @@ def test_run_e3_grids_retrains_the_top_and_scores_the_best(prepared_mnist, tmp_p
         np.testing.assert_allclose(json.loads(r["val_loss_curve"])[:n], json.loads(grid_row["val_loss_curve"]), atol=1e-4)
 
     kept, timings = split_timings(metrics)
-    assert set(leaves(kept)) == HEADLINE
+    assert set(flat(kept)) == HEADLINE
     assert set(timings) == {"seconds", "step_seconds"} and set(timings["step_seconds"]) == {"two_layers", "three_layers", "retrain"}
     json.dumps(kept, allow_nan=False)
 

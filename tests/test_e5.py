@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from configs import PARAMS, ROOT, compose, errors
+from helpers import flat
 
 from reprodl import config, datasets, engine
 from reprodl.autoencoder import ENGINE_LOSS, autoencoder, encode, load_autoencoder, reconstruct
@@ -35,10 +36,6 @@ def stage_common():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def leaves(tree) -> list:
-    return [v for value in tree.values() for v in leaves(value)] if isinstance(tree, dict) else [tree]
 
 
 def test_the_real_section_is_valid():
@@ -160,7 +157,7 @@ def test_run_e5_trains_measures_maps_and_writes_its_outputs(prepared_root, tmp_p
     assert set(headline["test"]) == {"mse", "neighboring_hit"}
     assert set(headline["test"]["mse"]) == {"mse_loss", "bce_loss", "mean_image"}
     assert set(headline["test"]["neighboring_hit"]) == {"originals", "code_best", "reconstruction_best"}
-    assert len(leaves(metrics)) == 17
+    assert len(flat(metrics)) == 17
     json.dumps(metrics)
 
     # Every configuration's numbers are in the table; the headline picks from it.

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from configs import compose, errors
+from helpers import RecordingTracker
 
 from reprodl import datasets
 from reprodl.experiments import e6
@@ -36,17 +37,6 @@ def prepared_e6(prepared_mnist, tmp_path_factory) -> Path:
     return root / "prepared"
 
 
-class RecordingTracker:
-    def __init__(self):
-        self.epochs: list[tuple[str, int, dict]] = []
-
-    def epoch(self, model, epoch, metrics):
-        self.epochs.append((model, epoch, metrics))
-
-    def confusion(self, model, y_true, y_pred, labels):
-        raise AssertionError("E6 logs no confusion matrix")
-
-
 def run(prepared, tmp_path, cfg=None, tracker=None, seed=0) -> dict:
     return e6.run_e6(
         cfg or shrunk_config(), prepared, figures_dir=tmp_path / "plots", report_path=tmp_path / "e6.md",
@@ -54,13 +44,10 @@ def run(prepared, tmp_path, cfg=None, tracker=None, seed=0) -> dict:
     )["e6"]
 
 
-def leaves(tree) -> list:
-    return [v for value in tree.values() for v in (leaves(value) if isinstance(value, dict) else [value])]
-
-
 def test_run_e6_learns_every_task_and_writes_its_outputs(prepared_e6, tmp_path):
     tracker = RecordingTracker()
     metrics = run(prepared_e6, tmp_path, tracker=tracker)
+    assert tracker.confusions == [], "E6 logs no confusion matrix"
 
     tasks = ["regression", "blobs", "xor_full_batch", "xor_minibatch", "mnist_mlp", "usps_mlp", "usps_conv"]
     assert list(metrics) == tasks

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from configs import compose, errors
+from helpers import flat, write_tiny_scenes
 
 from reprodl import backbones, config, datasets, engine, io
 from reprodl.experiments import e7
@@ -99,22 +100,7 @@ def test_linear_head_learns_synthetic_features():
 
 @pytest.fixture(scope="module")
 def tiny_scenes(tmp_path_factory):
-    """A prepared multi-label set in the real format: 3x32x32 scenes, 3 classes, a bright patch per class."""
-    root = tmp_path_factory.mktemp("voc")
-    rng = np.random.default_rng(0)
-    sizes = {"train": 24, "val": 8, "test": 8}
-    for split, n in sizes.items():
-        present = (rng.random((n, 3)) < 0.5).astype(np.uint8)
-        present[present.sum(1) == 0, 0] = 1
-        x = rng.integers(0, 60, (n, 3, 32, 32)).astype(np.uint8)
-        for k in range(3):
-            x[present[:, k] == 1, k, 8 * k : 8 * k + 8, 8:24] = 255
-        difficult = np.zeros_like(present)
-        difficult[0, np.argmax(present[0])] = 1
-        io.save_npz(root / f"{split}.npz", x=x, y=present, difficult=difficult)
-    io.write_json(root / "meta.json", {"name": "digit_scenes", "profile": "embedded", "source": "test scenes", "task": "multilabel",
-                                      "classes": ["a", "b", "c"], "image_shape": [3, 32, 32], "sizes": sizes})
-    return root
+    return write_tiny_scenes(tmp_path_factory.mktemp("voc"), {"train": 24, "val": 8, "test": 8}, difficult_first=True)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +151,7 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
     aps = [average_precision_score(test.y[keep, k], saved["test"][keep, k]) for k, keep in enumerate(kept) if test.y[keep, k].any()]
     assert tree["finetuned"]["test"]["map_sklearn"] == pytest.approx(100 * np.mean(aps), abs=0.006)
     assert tree["features"]["precision"] == "fp32", "the metrics say what the features were computed in"
-    assert count_leaves(tree) <= 25
+    assert len(flat(tree)) <= 25
 
     with open(tmp_path / "ap.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -180,6 +166,3 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
     assert "bce_with_logits" in report, "the report shows the TrainConfigs that ran"
     assert (tmp_path / "ap.png").stat().st_size > 0
 
-
-def count_leaves(tree) -> int:
-    return sum(count_leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from configs import DELETE, compose, errors
+from helpers import RecordingTracker, flat
 
 from reprodl import backbones, config, io, models
 from reprodl.experiments import e8, pretrain
@@ -102,17 +103,6 @@ def tiny_mnist(root: Path) -> Path:
     return root
 
 
-class RecordingTracker:
-    def __init__(self):
-        self.epochs, self.confusions = [], []
-
-    def epoch(self, model, epoch, metrics):
-        self.epochs.append((model, epoch))
-
-    def confusion(self, model, y_true, y_pred, labels):
-        self.confusions.append((model, len(y_true)))
-
-
 def test_tiny_run_reports_every_variant_and_the_best(tmp_path, weights):
     cfg = compose({"e8.weights": weights, "e8.image_size": 16, "e8.max_train_images": 16, "e8.train.epochs": 1, "e8.train.batch_size": 8,
                    "e8.train.max_batches": 1}).e8
@@ -129,8 +119,8 @@ def test_tiny_run_reports_every_variant_and_the_best(tmp_path, weights):
     best = metrics["best"]
     assert best["val"]["accuracy"] == max(metrics[v]["val"]["accuracy"] for v in e8.VARIANTS) == metrics[best["variant"]]["val"]["accuracy"]
     assert best["test"]["accuracy"] == metrics[best["variant"]]["test"]["accuracy"]
-    assert count_leaves(metrics) <= 25
-    assert [m for m, _ in tracker.epochs] == list(e8.VARIANTS) and tracker.confusions == [(v, 10) for v in e8.VARIANTS]
+    assert len(flat(metrics)) <= 25
+    assert [m for m, _, _ in tracker.epochs] == list(e8.VARIANTS) and [c[:2] for c in tracker.confusions] == [(v, 10) for v in e8.VARIANTS]
     assert "11,175,370" in (tmp_path / "summary.txt").read_text()
     report = (tmp_path / "e8.md").read_text()
     assert "Best by val" in report and "train 16 of 20" in report
@@ -165,6 +155,3 @@ def test_tiny_pretrain_saves_a_backbone_that_loads(tmp_path):
         predicted = model.eval()(val_x).argmax(1)
     assert len(val_y) == 8 and metrics["resnet18"]["val"]["accuracy"] == pytest.approx(float((predicted == val_y).float().mean()), abs=1e-6)
 
-
-def count_leaves(tree) -> int:
-    return sum(count_leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1

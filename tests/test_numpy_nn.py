@@ -176,24 +176,25 @@ def test_sequential_backward_delta_alone_leaves_the_gradients_untouched():
 # --------------------------------------------------------------------------- losses
 
 
+def assert_loss_matches_torch(loss, target, prediction, torch_loss, torch_target, what: str) -> None:
+    """loss.forward (the batch mean) and loss.backward (d/dprediction) against torch.autograd."""
+    prediction_t = torch.tensor(prediction, requires_grad=True)
+    loss_t = torch_loss(prediction_t, torch_target)
+    loss_t.backward()
+    assert abs(loss.forward(target, prediction) - loss_t.item()) <= RTOL * loss_t.item()
+    assert_close(loss.backward(target, prediction), prediction_t.grad, what)
+
+
 def test_mse_matches_torch():
     y, yhat = random(8, 3), random(8, 3, seed=1)
-    yhat_t = torch.tensor(yhat, requires_grad=True)
-    loss_t = F.mse_loss(yhat_t, torch.tensor(y))
-    loss_t.backward()
-    assert abs(nn.MSELoss().forward(y, yhat) - loss_t.item()) <= RTOL * loss_t.item()
-    assert_close(nn.MSELoss().backward(y, yhat), yhat_t.grad, "MSE dyhat")
+    assert_loss_matches_torch(nn.MSELoss(), y, yhat, F.mse_loss, torch.tensor(y), "MSE dyhat")
 
 
 def test_bce_matches_torch():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=(10, 1)).astype(np.float64)
     yhat = rng.uniform(0.02, 0.98, size=(10, 1))
-    yhat_t = torch.tensor(yhat, requires_grad=True)
-    loss_t = F.binary_cross_entropy(yhat_t, torch.tensor(y))
-    loss_t.backward()
-    assert abs(nn.BCELoss().forward(y, yhat) - loss_t.item()) <= RTOL * loss_t.item()
-    assert_close(nn.BCELoss().backward(y, yhat), yhat_t.grad, "BCE dyhat")
+    assert_loss_matches_torch(nn.BCELoss(), y, yhat, F.binary_cross_entropy, torch.tensor(y), "BCE dyhat")
 
 
 def test_bce_of_a_saturated_prediction_is_finite_like_torch():
@@ -205,11 +206,7 @@ def test_bce_of_a_saturated_prediction_is_finite_like_torch():
 def test_cross_entropy_on_log_softmax_matches_torch():
     logits, labels = 5 * random(9, 4), np.random.default_rng(1).integers(0, 4, 9)
     logits[0] += 800.0  # large logits: the log-softmax must not overflow
-    logits_t = torch.tensor(logits, requires_grad=True)
-    loss_t = F.cross_entropy(logits_t, torch.tensor(labels))
-    loss_t.backward()
-    assert abs(nn.CrossEntropyLoss().forward(labels, logits) - loss_t.item()) <= RTOL * loss_t.item()
-    assert_close(nn.CrossEntropyLoss().backward(labels, logits), logits_t.grad, "CE dlogits")
+    assert_loss_matches_torch(nn.CrossEntropyLoss(), labels, logits, F.cross_entropy, torch.tensor(labels), "CE dlogits")
 
 
 # --------------------------------------------------------------------------- shape errors

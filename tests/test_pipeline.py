@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import flat
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -81,14 +83,6 @@ def metrics_of(repo: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
 
 
-def leaves(tree, prefix=""):
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from leaves(value, f"{prefix}.{key}" if prefix else key)
-    else:
-        yield prefix, tree
-
-
 @pytest.mark.slow
 def test_repro_writes_every_declared_output_and_nothing_else(shrunk_repo: Path):
     lock = yaml.safe_load((shrunk_repo / "dvc.lock").read_text())
@@ -115,7 +109,7 @@ def test_every_metric_is_finite_and_the_models_learned(shrunk_repo: Path):
     metrics = metrics_of(shrunk_repo)
     assert set(metrics) == {f"{stage}.json" for stage in ("e1", "e2", "e3", "e4", "e5", "e6", "pretrain", "e7", "e8")}
     for name, tree in metrics.items():
-        values = list(leaves(tree))
+        values = list(flat(tree).items())
         assert 0 < len(values) <= 60, f"{name}: {len(values)} values; metrics hold headline numbers only"
         for key, value in values:
             assert "seconds" not in key, f"{name}: {key} is a wall time; it belongs in timings/"
