@@ -1,4 +1,4 @@
-"""No dead params: every training param of params.yaml changes what is trained.
+"""No dead params: every training param of params.yaml changes what is trained (E6 included).
 
 Two halves, each generic, so a field added later is covered without a new test:
 1. every numeric field of every training block of the real config reaches the engine's
@@ -10,6 +10,8 @@ A param that cannot act (momentum with adam) is refused by the config instead.
 from __future__ import annotations
 
 import dataclasses
+
+import numpy as np
 
 import pytest
 import torch
@@ -160,3 +162,57 @@ def test_every_engine_field_changes_the_trained_weights(field, value):
     else:
         changed = dataclasses.replace(BASE, **{field: value})
     assert not torch.equal(trained_weights(BASE), trained_weights(changed)), f"{field}={value} left the weights unchanged"
+
+
+# --------------------------------------------------------------------------- E6 (its own NumPy SGD)
+
+
+def e6_run(task: str, cfg, tmp_path) -> tuple:
+    """(result, logged train losses) of one E6 task, on its seeded generator; image tasks on tiny random digits."""
+    from types import SimpleNamespace
+
+    from reprodl.experiments import e6
+
+    curve: list[float] = []
+    log = lambda _task, _epoch, measures: curve.append(measures["train_loss"])  # noqa: E731
+    rng = np.random.default_rng(0)
+    if task == "regression":
+        result, _ = e6.regression(cfg, tmp_path / "r.png", rng, log)
+    elif task == "blobs":
+        result, _ = e6.blobs(cfg, tmp_path / "b.png", rng, log)
+    elif task == "xor":
+        result, _ = e6.xor(cfg, cfg.batch_size, "xor", tmp_path / "x.png", rng, log)
+    else:
+        data = np.random.default_rng(1)
+        splits = {s: SimpleNamespace(x=data.integers(0, 256, (n, 1, 8, 8)).astype(np.uint8), y=np.arange(n) % 10)
+                  for s, n in (("train", 60), ("val", 20), ("test", 20))}
+        result, _ = e6.image_task(task, cfg, splits, 10, rng, log)
+    return result, curve
+
+
+E6_SHRINK = {"e6.regression.epochs": 3, "e6.blobs.epochs": 3, "e6.xor.epochs": 3, "e6.mnist_mlp.epochs": 2, "e6.usps_conv.epochs": 2}
+E6_FIELDS = [
+    (task, name)
+    for task in ("regression", "blobs", "xor", "mnist_mlp", "usps_conv")
+    for name in type(getattr(compose(E6_SHRINK).e6, task)).model_fields
+    if name != "dataset"  # which prepared data: the stage's deps, not a number
+]
+
+
+@pytest.mark.parametrize("task, name", E6_FIELDS, ids=[f"e6.{t}.{n}" for t, n in E6_FIELDS])
+def test_every_e6_param_changes_what_its_task_computes(task, name, tmp_path):
+    block = getattr(compose(E6_SHRINK).e6, task)
+    value = getattr(block, name)
+    if name == "activation":
+        new = "relu" if value != "relu" else "tanh"
+    elif name == "hidden" and isinstance(value, list):
+        new = [v + 1 for v in value]
+    elif name == "max_train_images":
+        new = 30  # of the 60 tiny training images
+    elif name in ("batch_size", "points"):
+        new = value // 2  # smaller batches: more steps; fewer points: another sample
+    else:
+        new = perturbed(f"e6.{task}.{name}", value)
+    changed = compose({**E6_SHRINK, f"e6.{task}.{name}": new}).e6
+    before, after = e6_run(task, block, tmp_path), e6_run(task, getattr(changed, task), tmp_path)
+    assert before != after, f"e6.{task}.{name}: {value} -> {new} changed neither the result nor the training curve"
