@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from reprodl import engine, models
+from reprodl import engine, io, models
 
 SPEC = {"kind": "convnet", "in_channels": 1, "image_size": 16, "channels": [4, 8], "kernel": 3, "hidden": 16, "n_classes": 3, "dropout": 0.25}
 # Momentum, a per-step schedule, augmentation and dropout: every piece of state must be restored.
@@ -129,3 +129,13 @@ def test_a_corrupt_checkpoint_is_a_clear_error_naming_the_file(tmp_path, content
     assert ckpt.read_bytes() == written, "the file is left for the user to look at"
     with pytest.raises(FileNotFoundError):
         engine.load_checkpoint_model(tmp_path / "missing.pt", models.build_model(SPEC, seed=1))
+
+
+def test_a_saved_model_has_the_same_bytes_every_time(tmp_path):
+    """torch.save given a path names the archive after the (random) temporary file: DVC would
+    then see a new output on every run. io.save_torch writes the same bytes for the same object."""
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    io.save_torch(tmp_path / "a.pt", state)
+    io.save_torch(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pt")["w"], state["w"])

@@ -54,8 +54,7 @@ def reconstruct(model: nn.Module, x: torch.Tensor, loss: str) -> torch.Tensor:
 def save_autoencoder(path: str | Path, n_inputs: int, bottleneck: int, loss: str, model: nn.Module) -> None:
     spec = {"n_inputs": n_inputs, "bottleneck": bottleneck, "loss": loss}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with io.atomic_path(path) as tmp:
-        torch.save({"spec": spec, "state_dict": state}, tmp)
+    io.save_torch(path, {"spec": spec, "state_dict": state})
 
 
 def load_autoencoder(path: str | Path) -> tuple[nn.Sequential, dict]:

@@ -114,8 +114,7 @@ def save_backbone(path: str | Path, arch: str, model: nn.Module, source: str) ->
     """Weights in the format load_backbone reads, written atomically; `source` says what trained them."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     n_classes = int(state["fc.weight"].shape[0])
-    with io.atomic_path(path) as tmp:
-        torch.save({"arch": arch, "n_classes": n_classes, "source": source, "state_dict": state}, tmp)
+    io.save_torch(path, {"arch": arch, "n_classes": n_classes, "source": source, "state_dict": state})
 
 
 def _hub_state_dict(arch: str, key: str) -> dict[str, torch.Tensor]:

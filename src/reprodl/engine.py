@@ -359,8 +359,7 @@ def _save_checkpoint(path: Path, cfg: TrainConfig, run_key: str, model, optimize
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    io.save_torch(path, state)
 
 
 def _resume(path: Path, cfg: TrainConfig, run_key: str, model, optimizer, schedule, generator) -> list[dict]:

@@ -62,6 +62,19 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez_compressed(tmp, **arrays)
 
 
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save, written atomically, the same bytes for the same object.
+
+    Saved through a file object: given a path, torch names the archive's top folder after the
+    file, and atomic_path's temporary name is random, so every run would differ in its bytes
+    (and in its DVC hash) though not in its tensors.
+    """
+    import torch  # only the stages that save models pay torch's import
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}

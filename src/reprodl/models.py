@@ -100,8 +100,7 @@ def count_parameters(model: nn.Module) -> int:
 def save_model(path: str | Path, spec: dict, model: nn.Module) -> None:
     """Weights and the spec that rebuilds them, written atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with io.atomic_path(path) as tmp:
-        torch.save({"spec": spec, "state_dict": state}, tmp)
+    io.save_torch(path, {"spec": spec, "state_dict": state})
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:

@@ -105,8 +105,7 @@ def extract_features(cfg: E7, prepared_dir: Path, out_dir: Path, *, seed: int = 
             for split, s in scenes.items()
         }  # split -> (N, D)
         seconds = time.perf_counter() - start
-        with io.atomic_path(Path(out_dir) / f"{kind}.pt") as tmp:
-            torch.save({"weights": weights, "train_index": scenes["train"]["index"], **features}, tmp)
+        io.save_torch(Path(out_dir) / f"{kind}.pt", {"weights": weights, "train_index": scenes["train"]["index"], **features})
         n = sum(len(f) for f in features.values())
         info[kind] = {"weights": weights, "dim": int(features["train"].shape[1]), "images": n}
         timings[kind] = round(seconds, 2)
