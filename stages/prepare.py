@@ -23,6 +23,8 @@ def main() -> None:
         image_size=data.image_size,
         scene_options=data.scenes.model_dump(),
         colour_size=data.colour_size,
+        pair_options=data.pairs.model_dump(),
+        fine_grained_fractions=data.fine_grained_split.fractions,
         progress=show_progress(),
     )
     print(f"prepare {name} ({meta['profile']}): {meta['sizes']}, images {meta['image_shape']}")

@@ -1,5 +1,6 @@
-"""Stage pretrain: the embedded profile's pretrained backbones (resnet50, resnet18) -> models/pretrained/."""
+"""Stage pretrain@<arch>: one of the embedded profile's pretrained backbones -> models/pretrained/<arch>.pt."""
 
+import sys
 from pathlib import Path
 
 from common import load_config, run, show_progress, write_outputs
@@ -8,10 +9,13 @@ from reprodl.experiments.pretrain import run_pretrain
 
 
 def main() -> None:
+    arch = sys.argv[1]
     params = load_config()  # every section checked before any work
     cfg = params.pretrain
-    metrics = run_pretrain(cfg, Path(f"data/prepared/{cfg.dataset}"), Path("models/pretrained"), seed=params.seed, progress=show_progress())
-    write_outputs("pretrain", metrics)
+    metrics = run_pretrain(
+        cfg, Path(f"data/prepared/{cfg.dataset}"), Path("models/pretrained"), archs=[arch], seed=params.seed, progress=show_progress()
+    )
+    write_outputs(f"pretrain_{arch}", metrics)
 
 
 if __name__ == "__main__":

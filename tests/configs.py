@@ -20,6 +20,12 @@ from reprodl import config
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 DELETE = object()
+# The full profile: every dataset a full download, every experiment on one (E5's fashion_mnist aside).
+FULL_PROFILE = {
+    "data.profile": "full", "data.datasets": ["mnist", "usps", "voc2007", "stanford_dogs"],
+    "e7.dataset": "voc2007", "pretrain.dataset": "stanford_dogs", "e6.usps_mlp.dataset": "usps", "e6.usps_conv.dataset": "usps",
+    "e9.dataset": "stanford_dogs",
+}
 
 
 def raw_params(overrides: dict[str, Any] | None = None, base: dict | None = None) -> dict:

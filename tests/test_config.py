@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from configs import DELETE, PARAMS, ROOT, compose, errors, raw_params
+from configs import DELETE, FULL_PROFILE, PARAMS, ROOT, compose, errors, raw_params
 
 from reprodl import cli, config
 
@@ -164,10 +164,7 @@ def test_reprodl_check_validates_everything_fast_without_torch(tmp_path):
 
 def test_full_profile_check_needs_every_prepared_dataset_in_sources(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({
-        "data.profile": "full", "data.datasets": ["mnist", "usps", "voc2007", "stanford_dogs"],
-        "e7.dataset": "voc2007", "pretrain.dataset": "stanford_dogs", "e6.usps_mlp.dataset": "usps", "e6.usps_conv.dataset": "usps",
-    })))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params(FULL_PROFILE)))
     raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
     del raw["usps"]
     (tmp_path / "sources.yaml").write_text(yaml.safe_dump(raw))

@@ -68,7 +68,7 @@ def test_bad_e8_params_get_one_line_naming_the_key(overrides, line):
         ({"pretrain.dataset": "mnist"},
          "params.yaml: pretrain.dataset must be one of colour_digits, sklearn_digits, stanford_dogs, usps "
          "(a source that shares no image with the targets of E7 and E8); got 'mnist'"),
-        ({"pretrain.archs": ["vgg16"]}, "params.yaml: pretrain.archs[0] must be one of resnet50, resnet18; got 'vgg16'"),
+        ({"pretrain.archs": ["vgg16"]}, "params.yaml: pretrain.archs[0] must be one of resnet50, resnet18, mobilenetv2_100, mobilenetv2_050, vit_micro_patch8; got 'vgg16'"),
         ({"pretrain.max_images": -1}, "params.yaml: pretrain.max_images must be >= 1, got -1"),
         ({"pretrain.resnet18": DELETE},
          "params.yaml: pretrain.resnet18 is missing: pretrain.archs lists resnet18, which needs its training block"),

@@ -12,13 +12,7 @@ from pathlib import Path
 import yaml
 from fakes import unreachable_url
 
-from configs import ROOT, raw_params
-
-# The full profile, as tests/test_config.py composes it: every prepared dataset has a download source.
-FULL_PROFILE = {
-    "data.profile": "full", "data.datasets": ["mnist", "usps", "voc2007", "stanford_dogs"],
-    "e7.dataset": "voc2007", "pretrain.dataset": "stanford_dogs", "e6.usps_mlp.dataset": "usps", "e6.usps_conv.dataset": "usps",
-}
+from configs import FULL_PROFILE, ROOT, raw_params
 
 
 def stage_folder(tmp_path: Path, sources: dict | None = None) -> Path:

@@ -30,6 +30,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 PROFILES = ("embedded", "full")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 ARCHS = ("resnet50", "resnet18")  # torchvision architectures of the backbone loader
+# timm architectures of the backbone loader (E9); reprodl.backbones.TIMM_SPECS says what each is.
+TIMM_ARCHS = ("vit_base_patch16_224.augreg_in21k", "mobilenetv2_100", "mobilenetv2_050", "vit_micro_patch8")
 HUB, RANDOM = "imagenet", "none"  # the two weights values that are not a file path
 
 
@@ -160,15 +162,24 @@ class Split(Section):
         return (self.train, self.val, self.test)
 
 
+class Pairs(Section):
+    """digit_pairs: two-digit numbers of MNIST digits (the Stanford Dogs stand-in of E9)."""
+
+    classes: Annotated[int, Field(ge=2, le=100)]  # 00, 01, ...: at most 100 two-digit numbers
+    per_class: Count  # images per class in all, shared out by fine_grained_split
+
+
 class Data(Section):
     profile: Literal[PROFILES]
     datasets: Annotated[list[str], Field(min_length=1), Distinct]
     split: Split
+    fine_grained_split: Split  # E9's sets (stanford_dogs, digit_pairs)
     official_test: bool  # full profile: keep the official test split where there is one
     max_images: Count | None  # a seeded, stratified subsample of every dataset (None: all)
     image_size: Count  # pixels: full-profile VOC2007 and Stanford Dogs images
-    colour_size: Count  # pixels: colour_digits
+    colour_size: Count  # pixels: colour_digits, digit_pairs
     scenes: Scenes
+    pairs: Pairs
 
     @model_validator(mode="after")
     def _datasets_exist_in_profile(self):
@@ -325,13 +336,19 @@ class E5(Section):
         return self
 
 
+PRETRAIN_ARCHS = (*ARCHS, "mobilenetv2_100", "mobilenetv2_050", "vit_micro_patch8")  # what the pretrain stage can train
+
+
 class Pretrain(Section):
     dataset: str
     image_size: Count  # pixels
     max_images: Count | None
-    archs: Annotated[list[Literal[ARCHS]], Field(min_length=1), Distinct]
+    archs: Annotated[list[Literal[PRETRAIN_ARCHS]], Field(min_length=1), Distinct]
     resnet50: Train | None = None  # the training block of each arch listed in archs
     resnet18: Train | None = None
+    mobilenetv2_100: Train | None = None
+    mobilenetv2_050: Train | None = None
+    vit_micro_patch8: Train | None = None
 
     @model_validator(mode="after")
     def _a_block_per_arch(self):
@@ -387,6 +404,39 @@ class E8(Section):
     max_train_images: Count | None
     variants: Annotated[list[Literal[E8_VARIANTS]], Field(min_length=1), Distinct]
     train: Train
+
+
+class E9Baseline(Section):
+    """Frozen features and a new linear head (the catalogue's MobileNetV2)."""
+
+    arch: Literal[TIMM_ARCHS]
+    weights: Weights
+    feature_batch_size: Count  # images per forward pass (speed only)
+    head: Train
+
+
+class E9Vit(Section):
+    """Every layer fine-tuned, new head (the catalogue's ViT-B/16, with weight decay)."""
+
+    arch: Literal[TIMM_ARCHS]
+    weights: Weights
+    train: Train
+
+    @model_validator(mode="after")
+    def _a_vit(self):
+        if not self.arch.startswith("vit_"):
+            vits = ", ".join(a for a in TIMM_ARCHS if a.startswith("vit_"))
+            raise KeyedError("arch", f"must be a vision transformer ({vits}); got {self.arch!r}")
+        return self
+
+
+class E9(Section):
+    dataset: str
+    subsets: Annotated[list[Annotated[int, Field(ge=2)]], Field(min_length=1), Distinct]  # classes per subset
+    images_per_class: Count  # in all, shared out by the prepared split's fractions
+    image_size: Count  # pixels, square; a multiple of the ViT's patch size
+    baseline: E9Baseline
+    vit: E9Vit
 
 
 class E6Train(Section):
@@ -458,6 +508,7 @@ class Params(Section):
     e7: E7
     e8: E8
     e6: E6
+    e9: E9
 
     @model_validator(mode="after")
     def _datasets_are_prepared(self):
@@ -475,6 +526,7 @@ class Params(Section):
             ("e6.mnist_mlp.dataset", self.e6.mnist_mlp.dataset, "multiclass"),
             ("e6.usps_mlp.dataset", self.e6.usps_mlp.dataset, "multiclass"),
             ("e6.usps_conv.dataset", self.e6.usps_conv.dataset, "multiclass"),
+            ("e9.dataset", self.e9.dataset, "multiclass"),
         ]
         for key, name, task in wanted:
             if name not in DATASETS:

@@ -41,6 +41,7 @@ class DatasetInfo:
     sources: dict  # profile -> what the data is in that profile (a dataset exists only in the profiles listed)
     has_official_test: bool = False  # the full download comes with its own test split
     counterpart: str | None = None  # the dataset that plays its part in the other profile
+    fine_grained: bool = False  # E9's sets: split by data.fine_grained_split, so E9 draws balanced subsets split by split
 
     def describe(self, profile: str) -> str:
         return self.sources[profile]
@@ -67,11 +68,19 @@ DATASETS: dict[str, DatasetInfo] = {
             {"embedded": "digit scenes: 1-3 MNIST-sample digits on a 64x64 RGB canvas, label = the digits present (stand-in for VOC2007)"},
             counterpart="voc2007",
         ),
-        DatasetInfo("stanford_dogs", "multiclass", {"full": "Stanford Dogs, 20,580 images of 120 breeds (images.tar)"}, counterpart="colour_digits"),
+        DatasetInfo(
+            "stanford_dogs", "multiclass", {"full": "Stanford Dogs, 20,580 images of 120 breeds (images.tar)"},
+            counterpart="digit_pairs", fine_grained=True,
+        ),
         DatasetInfo(
             "colour_digits", "multiclass",
-            {"embedded": "colour digits: the MNIST sample as RGB images on coloured backgrounds, 10 balanced classes (stand-in for Stanford Dogs)"},
-            counterpart="stanford_dogs",
+            {"embedded": "colour digits: the MNIST sample as RGB images on coloured backgrounds, 10 balanced classes (the pretraining source)"},
+        ),
+        DatasetInfo(
+            "digit_pairs", "multiclass",
+            {"embedded": "digit pairs: two-digit numbers 00-99 made of two MNIST-sample digits side by side, coloured, "
+                         "each split from the matching MNIST split (stand-in for Stanford Dogs)"},
+            counterpart="stanford_dogs", fine_grained=True,
         ),
     )
 }
@@ -203,6 +212,8 @@ def prepare(
     image_size: int = 224,
     scene_options: Mapping | None = None,
     colour_size: int = 32,
+    pair_options: Mapping | None = None,
+    fine_grained_fractions: Sequence[float] | None = None,
     sources: Mapping | None = None,
     progress: bool = True,
 ) -> dict:
@@ -210,18 +221,24 @@ def prepare(
 
     max_images: keep a seeded, stratified subsample of this many images before splitting
     (None keeps all); tests and quick looks shrink the data with it.
+    fine_grained_fractions: the split of E9's sets (stanford_dogs, digit_pairs); `fractions`
+    when None. digit_pairs draws its digits from the MNIST split made with `fractions`.
+    pair_options: digit_pairs' {"classes", "per_class"}.
     """
     check_available(name, profile)
     info = dataset_info(name)
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    own_fractions = tuple(fine_grained_fractions or fractions) if info.fine_grained else tuple(fractions)
     if profile == "embedded":
-        splits, classes = _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options or {}, colour_size)
+        splits, classes = _prepare_embedded(
+            name, raw_dir, fractions, seed, max_images, scene_options or {}, colour_size, pair_options or {}, own_fractions
+        )
     else:
         if sources is None:
             if not (raw_dir / SOURCE_FILE).exists():
                 raise DatasetError(f"{raw_dir / SOURCE_FILE} missing: run the fetch stage of {name} first (dvc repro fetch@{name})")
             sources = io.read_json(raw_dir / SOURCE_FILE)
-        splits, classes = _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, image_size, sources, progress)
+        splits, classes = _prepare_full(name, raw_dir, own_fractions, seed, official_test, max_images, image_size, sources, progress)
     source = info.describe(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, arrays in splits.items():
@@ -236,10 +253,18 @@ def prepare(
         "image_shape": list(first.shape[1:]),
         "sizes": {split: int(len(arrays["x"])) for split, arrays in splits.items()},
         "seed": seed,
-        "fractions": list(fractions),
+        "fractions": list(own_fractions),
     }
     io.write_json(out_dir / "meta.json", meta)
     return meta
+
+
+def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """n items shared out by (train, val, test) fractions: test and val rounded, train the rest."""
+    total = sum(fractions)
+    n_test = int(round(n * fractions[2] / total))
+    n_val = int(round(n * fractions[1] / total))
+    return n - n_val - n_test, n_val, n_test
 
 
 def _can_stratify(labels: np.ndarray, smallest_part: int) -> bool:
@@ -266,7 +291,7 @@ def _take(x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> dict[str
     return {split: {"x": x[idx], "y": y[idx]} for split, idx in zip(SPLITS, parts)}
 
 
-def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options, colour_size):
+def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options, colour_size, pair_options, own_fractions):
     from . import scenes  # torch: only the stand-ins built from digits need it
 
     raw = io.load_npz(raw_dir / "raw.npz")
@@ -277,6 +302,14 @@ def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options,
         return _take(x, y, parts), DIGITS
     if name == "colour_digits":
         return _take(scenes.make_colour_digits(x, size=colour_size, seed=seed), y, parts), DIGITS
+    if name == "digit_pairs":  # like the scenes: each split's pairs are made of that MNIST split's digits only
+        n_classes, per_class = int(pair_options.get("classes", 100)), int(pair_options.get("per_class", 160))
+        counts = split_counts(per_class, own_fractions)
+        splits = {}
+        for i, (split, idx) in enumerate(zip(SPLITS, parts)):
+            px, py = scenes.make_digit_pairs(x[idx], y[idx], n_classes, counts[i], size=colour_size, seed=seed + 2000 * (i + 1))
+            splits[split] = {"x": px, "y": py}
+        return splits, tuple(scenes.pair_class_names(n_classes))
     # digit_scenes: the digit split is the MNIST one (same function, seed and fractions), so test
     # scenes are composed of test digits only and never share a digit with train scenes.
     options = dict(scene_options)

@@ -77,3 +77,48 @@ def make_colour_digits(digits: np.ndarray, *, size: int = 32, seed: int = 0) -> 
     bg = rng.uniform(0.0, 0.35, size=(n, 3, 1, 1)).astype(np.float32)
     rgb = bg * (1 - glyphs) + fg * glyphs
     return np.round(rgb * 255).astype(np.uint8)
+
+
+def pair_class_names(n_classes: int) -> list[str]:
+    """The digit-pair classes: "00", "01", ... (class k shows digit k // 10, then digit k % 10)."""
+    return [f"{k // 10}{k % 10}" for k in range(n_classes)]
+
+
+def make_digit_pairs(
+    digits: np.ndarray, labels: np.ndarray, n_classes: int, per_class: int, *, size: int = 32, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-digit numbers: per_class images of each class 0..n_classes-1, class k drawn as digit
+    k // 10 beside digit k % 10, each a random digit of that label from `digits` (N, 1, 28, 28).
+
+    Fine-grained on purpose: classes share digits ("12", "21", "13"), as dog breeds share
+    features, and order matters. Each image has its own background and ink colours and each
+    digit its own height; returns x uint8 (n_classes * per_class, 3, size, size), y int64, sorted
+    by class.
+    """
+    if not 1 <= n_classes <= 100:
+        raise ValueError(f"need 1 <= n_classes <= 100 (two digits), got {n_classes}")
+    rng = np.random.default_rng(seed)
+    glyph = size // 2  # each digit fills half the width
+    glyphs = torch.from_numpy(digits.astype(np.float32) / 255.0)
+    glyphs = F.interpolate(glyphs, size=(glyph, glyph), mode="bilinear", align_corners=False, antialias=True)[:, 0].numpy()
+    by_label = [np.flatnonzero(labels == d) for d in range(10)]
+    missing = [d for d in range(10) if len(by_label[d]) == 0 and any(d in (k // 10, k % 10) for k in range(n_classes))]
+    if missing:
+        raise ValueError(f"no digit of label(s) {missing} to draw from")
+    n = n_classes * per_class
+    y = np.repeat(np.arange(n_classes, dtype=np.int64), per_class)
+    ink = np.zeros((n, size, size), dtype=np.float32)
+    for place, wanted in enumerate((y // 10, y % 10)):  # the left digit, then the right one
+        chosen = np.empty(n, dtype=np.int64)
+        for d in np.unique(wanted):
+            rows = np.flatnonzero(wanted == d)
+            chosen[rows] = by_label[d][rng.integers(0, len(by_label[d]), size=len(rows))]
+        lefts = rng.integers(0, 3, size=n) + (0 if place == 0 else size - glyph - 2)  # a 0-2 px jitter from the edge
+        tops = rng.integers(0, size - glyph + 1, size=n)
+        for i in range(n):
+            patch = ink[i, tops[i] : tops[i] + glyph, lefts[i] : lefts[i] + glyph]
+            np.maximum(patch, glyphs[chosen[i]], out=patch)
+    fg = rng.uniform(0.4, 1.0, size=(n, 3, 1, 1)).astype(np.float32)
+    bg = rng.uniform(0.0, 0.35, size=(n, 3, 1, 1)).astype(np.float32)
+    rgb = bg * (1 - ink[:, None]) + fg * ink[:, None]
+    return np.round(rgb * 255).astype(np.uint8), y

@@ -1,8 +1,10 @@
 """The embedded profile's stand-in for ImageNet pretraining.
 
-Trains torchvision's resnet50 / resnet18 (exactly the modules E7 and E8 load) on a source
-task that shares no image with their targets, and saves each as a weights file that
-reprodl.backbones.load_backbone reads like a downloaded one.
+Trains torchvision's resnet50 / resnet18 (exactly the modules E7 and E8 load) and timm's
+MobileNetV2 and small ViT (E9's) on a source task that shares no image with their targets,
+and saves each as a weights file that reprodl.backbones reads like a downloaded one (timm's
+through timm's own pretrained-file path). One arch per DVC stage (pretrain@<arch>), so
+retraining E9's ViT does not re-run E7 and E8.
 
 The source is pretrain.dataset, one of config.PRETRAIN_SOURCES (params.yaml is checked
 against that list). Embedded default: the *train split only* of the colour digits
@@ -23,36 +25,41 @@ from pathlib import Path
 import torch
 
 from .. import backbones, datasets, engine
-from ..config import Pretrain
+from ..config import ParamError, Pretrain
 
 
 def source_images(
-    prepared_dir: Path, image_size: int, max_images: int | None, seed: int, split_name: str = "train",
+    prepared_dir: Path, image_size: int, max_images: int | None, seed: int, split_name: str = "train", arch: str = "resnet50",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split of the source as RGB (N, 3, size, size) standardised images and labels (N,)."""
+    """A split of the source as RGB (N, 3, size, size) images standardised as `arch` expects, and labels (N,)."""
     split = datasets.load_split(prepared_dir, split_name)
     keep = datasets.subsample(split.y, max_images, seed)
     x = engine.to_tensor_images(split.x[keep])  # (N, C, h, w) in [0, 1]
     if x.shape[1] == 1:  # grey digits (USPS): the same image in R, G and B
         x = x.expand(-1, 3, -1, -1)
-    return backbones.prepare_images(x, image_size), torch.from_numpy(split.y[keep])
+    return backbones.prepare_images(x, image_size, *backbones.input_stats(arch)), torch.from_numpy(split.y[keep])
 
 
-def run_pretrain(cfg: Pretrain, prepared_dir: Path, models_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
-    """Train every arch of cfg.archs on the source; save models_dir/<arch>.pt; return the metrics tree.
+def run_pretrain(
+    cfg: Pretrain, prepared_dir: Path, models_dir: Path, *, archs: list[str] | None = None, seed: int = 0, progress: bool = True,
+) -> dict:
+    """Train `archs` (default: every arch of cfg.archs) on the source; save models_dir/<arch>.pt; return the metrics tree.
 
     {"pretrain": {arch: {"n_images", "precision", "seconds", "train": {"accuracy", "loss"}, "val": {...}}}}
     (train: the last epoch's running figures, augmented; val: the source's val split after training).
     """
     prepared_dir = Path(prepared_dir)
-    jobs = {arch: engine.train_config(getattr(cfg, arch), seed=seed) for arch in cfg.archs}  # config guarantees each block
-    x, y = source_images(prepared_dir, cfg.image_size, cfg.max_images, seed)
-    # The source's val split: a check that pretraining learned the source task (never a target image).
-    val = source_images(prepared_dir, cfg.image_size, None, seed, "val")
+    for arch in archs or []:
+        if arch not in cfg.archs:
+            raise ParamError("pretrain.archs", f"does not list {arch!r} ({', '.join(cfg.archs)})")
+    jobs = {arch: engine.train_config(getattr(cfg, arch), seed=seed) for arch in archs or cfg.archs}  # config guarantees each block
     n_classes = len(datasets.load_meta(prepared_dir)["classes"])
     results: dict[str, dict] = {}
     for arch, train_cfg in jobs.items():
-        model = backbones.build_backbone(arch, n_classes, seed=seed, zero_init_residual=True)
+        x, y = source_images(prepared_dir, cfg.image_size, cfg.max_images, seed, arch=arch)
+        # The source's val split: a check that pretraining learned the source task (never a target image).
+        val = source_images(prepared_dir, cfg.image_size, None, seed, "val", arch=arch)
+        model = backbones.build_backbone(arch, n_classes, seed=seed, zero_init_residual=True, image_size=cfg.image_size)
         start = time.perf_counter()
         history = engine.fit(model, (x, y), val, train_cfg, progress=progress, desc=f"pretrain {arch}")
         seconds = time.perf_counter() - start
