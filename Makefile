@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test test-fast bench check lock
+.PHONY: repro test test-fast bench check lock screenshot
 
 repro: $(STAMP)
 	dvc repro
@@ -24,6 +24,10 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	for script in $(filter-out benchmarks/timing.py,$(wildcard benchmarks/*.py)); do python $$script --quick || exit 1; done
+
+# The README's picture of the study page, taken in headless Chromium as the browser test opens it.
+screenshot: $(STAMP)
+	python tests/browser.py reports/index.html docs/report.png
 
 # requirements.lock pins the whole tree (torch/torchvision: the releases pip takes from this
 # machine's disk), so two clones a month apart install the same packages.

@@ -1,4 +1,6 @@
-"""`reprodl check`: validate params.yaml and sources.yaml at once, without running anything.
+"""The `reprodl` command.
+
+`reprodl check`: validate params.yaml and sources.yaml at once, without running anything.
 
     reprodl check                 # params.yaml and sources.yaml of the current folder
     reprodl check -p other.yaml   # another params file
@@ -6,6 +8,14 @@
 Prints one line per bad input (`params.yaml: e1.convnet.momentun is not a known key (did you
 mean momentum?)`) and exits 2, or prints what it checked and exits 0. It imports no torch, so
 it answers in about a second; every stage runs the same checks before it starts work.
+
+`reprodl seeds`: aggregate a seed sweep (`dvc exp run --queue -S 'seed=0,1,2'`, then
+`dvc queue start -j 2`) from `dvc exp show --json` into mean +- std per headline metric and,
+per claim, the seeds it holds in (reprodl.seeds): seeds/seeds.json, which the report stage
+shows, and reports/seeds.md.
+
+    reprodl seeds                          # runs dvc exp show --json here
+    reprodl seeds --from exp.json          # a saved `dvc exp show --json` ("-": standard input)
 """
 
 from __future__ import annotations
@@ -32,13 +42,44 @@ def check(params_file: str, sources_file: str) -> list[str]:
     return lines
 
 
+def seeds(source: str | None, rev: str | None, json_path: str, md_path: str) -> str:
+    """Aggregate the sweep, write both files; the line to print. SeedsError when it cannot."""
+    import json
+
+    from . import io
+    from .seeds import aggregate, exp_show_json, render_markdown
+
+    if source is None:
+        exp_show = exp_show_json()
+    else:
+        exp_show = json.loads(sys.stdin.read() if source == "-" else open(source).read())
+    agg = aggregate(exp_show, rev)
+    io.write_json(json_path, agg)
+    io.write_text(md_path, render_markdown(agg))
+    return f"{len(agg['seeds'])} seeds ({', '.join(map(str, agg['seeds']))}) of {agg['baseline'][:12]} -> {json_path}, {md_path}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reprodl", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     checker = commands.add_parser("check", help="validate params.yaml and sources.yaml")
     checker.add_argument("-p", "--params", default="params.yaml")
     checker.add_argument("-s", "--sources", default="sources.yaml")
+    sweep = commands.add_parser("seeds", help="aggregate a seed sweep from dvc exp show --json")
+    sweep.add_argument("--from", dest="source", help="a saved `dvc exp show --json` output ('-': stdin); default: run it")
+    sweep.add_argument("--rev", help="the baseline commit (default: the first dvc exp show lists, HEAD)")
+    sweep.add_argument("--json", default="seeds/seeds.json", help="the aggregate the report stage reads")
+    sweep.add_argument("--markdown", default="reports/seeds.md")
     args = parser.parse_args(argv)
+    if args.command == "seeds":
+        from .seeds import SeedsError
+
+        try:
+            print(seeds(args.source, args.rev, args.json, args.markdown))
+        except SeedsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     lines = check(args.params, args.sources)
     if lines:
         print("\n".join(lines), file=sys.stderr)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import backbones, datasets, engine, io, models
+from .. import backbones, datasets, engine, io, models, references
 from ..config import E9, ParamError
 from ..tables import format_table
 from ..tracking import Tracker
@@ -38,8 +38,6 @@ from ..tracking import Tracker
 MODELS = ("baseline", "vit")
 LEAST_PREDICTED = 5  # classes listed per model and subset
 CONFUSED_WITH = 2  # classes named per least-predicted class
-# The catalogue's literature figures, on all 120 breeds of Stanford Dogs.
-REFERENCE_ACCURACY = {"vit": (0.917, "ViT-B/16, ImageNet-21k, fine-tuned at 448 px"), "baseline": (0.75, "MobileNetV2, frozen ImageNet features")}
 
 
 def check_e9(cfg: E9) -> None:
@@ -257,7 +255,7 @@ def e9_report(cfg: E9, meta: dict, counts, metrics: dict, timings: dict, details
     for k, entry in metrics.items():
         for model_name in MODELS:
             arch = cfg.vit.arch if model_name == "vit" else cfg.baseline.arch
-            ref, ref_what = REFERENCE_ACCURACY[model_name]
+            ref, ref_what = references.E9[model_name], references.E9_WHAT[model_name]
             rows.append((
                 k, model_name, arch, f"{details[k][model_name]['n_params']:,}", f"{details[k][model_name]['n_trainable']:,}",
                 f"{entry[model_name]['accuracy']:.4f}", f"{entry[model_name]['top3_accuracy']:.4f}",
