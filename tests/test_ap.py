@@ -107,3 +107,58 @@ def test_non_interpolated_ap_without_ties_is_unchanged_bit_for_bit():
     hits = positive[order]
     precision = np.cumsum(hits) / np.arange(1, 501)
     assert metrics.average_precision(scores, positive) == float(precision[hits].mean())
+
+
+# ---------------------------------------------------------------- found by mutation testing (docs/mutation.md)
+
+
+@pytest.mark.parametrize("ap", [metrics.average_precision, metrics.average_precision_voc07])
+@pytest.mark.parametrize("dtype", [np.uint8, bool])
+def test_unsigned_and_bool_scores_rank_like_their_float_values(ap, dtype):
+    """Quantised (uint8) or hard 0/1 (bool) scores: negating them for a descending sort must not
+    wrap around (uint8) or fail (bool)."""
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 2 if dtype is bool else 256, 60).astype(dtype)
+    positive = rng.random(60) < 0.4
+    assert ap(scores, positive) == ap(scores.astype(float), positive)
+
+
+def test_voc07_ap_breaks_ties_by_input_order():
+    """Among tied scores, the earlier image ranks first (a stable sort), checked against a ranking
+    built with Python's stable sorted() and the 11-point rule written out."""
+    rng = np.random.default_rng(4)
+    scores = rng.integers(0, 3, 200).astype(float)  # three levels: long ties, past numpy's insertion-sort size
+    positive = rng.random(200) < 0.3
+    hits = [bool(positive[i]) for i in sorted(range(200), key=lambda i: -scores[i])]
+    n_pos, found, curve = sum(hits), 0, []
+    for rank, hit in enumerate(hits, start=1):
+        found += hit
+        curve.append((found / n_pos, found / rank))
+    expected = sum(max(p for r, p in curve if r >= t) for t in metrics.VOC07_RECALL_LEVELS) / 11
+    assert metrics.average_precision_voc07(scores, positive) == pytest.approx(expected, abs=1e-12)
+    assert metrics.average_precision_voc07(scores, positive) != metrics.average_precision_voc07(scores[::-1], positive[::-1])
+
+
+def test_voc07_ap_counts_any_nonzero_label_as_one_positive():
+    """positive may hold object counts: 2 objects of the class are still one positive image."""
+    counts = np.array([2, 0, 1, 0])
+    assert metrics.average_precision_voc07(SCORES, counts) == metrics.average_precision_voc07(SCORES, counts > 0)
+    assert metrics.average_precision(SCORES, counts) == metrics.average_precision(SCORES, counts > 0)
+
+
+def test_voc07_ap_without_a_positive_is_nan():
+    assert math.isnan(metrics.average_precision_voc07(SCORES, [0, 0, 0, 0]))
+
+
+def test_per_class_and_mean_ap_default_to_voc07_and_pass_the_method_on():
+    scores, present = SCORES[:, None], POSITIVE[:, None]
+    voc07, sklearn = metrics.average_precision_voc07(SCORES, POSITIVE), metrics.average_precision(SCORES, POSITIVE)
+    assert voc07 != sklearn  # the two definitions differ on this ranking
+    assert metrics.per_class_ap(scores, present)[0] == voc07
+    assert metrics.mean_ap(scores, present) == voc07
+    assert metrics.mean_ap(scores, present, method="sklearn") == sklearn
+
+
+def test_unknown_ap_method_error_lists_the_allowed_methods():
+    with pytest.raises(ValueError, match=r"allowed: voc07, sklearn$"):
+        metrics.per_class_ap(SCORES[:, None], POSITIVE[:, None], method="voc12")

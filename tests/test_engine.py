@@ -247,3 +247,80 @@ def test_every_schedule_trains_learns_and_gives_its_own_weights(schedule):
         results[name] = weights(model)
     if schedule != "constant":
         assert not torch.equal(results[schedule], results["constant"]), f"{schedule} trained like a constant rate"
+
+
+# ---------------------------------------------------------------- found by mutation testing (docs/mutation.md)
+
+
+@pytest.mark.parametrize("optimizer", config.OPTIMIZERS)
+def test_make_optimizer_passes_lr_weight_decay_and_sgds_momentum_on(optimizer):
+    made = engine.make_optimizer(optimizer, nn.Linear(2, 2).parameters(), 0.125, 0.75, 0.0625)
+    group = made.param_groups[0]
+    assert group["lr"] == 0.125 and group["weight_decay"] == 0.0625
+    if optimizer == "sgd":
+        assert group["momentum"] == 0.75
+
+
+def test_make_optimizer_and_schedule_errors_list_the_allowed_names():
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; allowed: sgd, adam, adamw, adadelta$"):
+        engine.make_optimizer("lbfgs", [], 0.1, 0, 0)
+    optimizer = engine.make_optimizer("sgd", nn.Linear(2, 2).parameters(), 0.1, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"unknown schedule 'step'; allowed: constant, onecycle, cosine$"):
+        engine.make_schedule("step", optimizer, 0.1, total_steps=4)
+    with pytest.raises(ValueError, match=r"unknown loss 'l1'; allowed: cross_entropy, bce_with_logits, mse$"):
+        engine.loss_function("l1")
+
+
+def test_the_constant_schedule_is_no_scheduler():
+    optimizer = engine.make_optimizer("sgd", nn.Linear(2, 2).parameters(), 0.1, 0.0, 0.0)
+    assert engine.make_schedule("constant", optimizer, 0.1, total_steps=4) is None
+
+
+def test_the_onecycle_schedule_peaks_at_lr_lasts_total_steps_and_keeps_the_momentum():
+    optimizer = engine.make_optimizer("sgd", nn.Linear(2, 2).parameters(), 0.4, 0.9, 0.0)
+    schedule = engine.make_schedule("onecycle", optimizer, 0.4, total_steps=20)
+    rates, momenta = [], []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        momenta.append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()
+        schedule.step()
+    assert max(rates) == pytest.approx(0.4) and rates[0] < 0.4 / 10, "warms up from a small rate to lr"
+    assert rates.index(max(rates)) < 10 and rates[-1] < rates[0], "then anneals below its start"
+    assert momenta == [0.9] * 20, "the momentum param is not cycled"
+    with pytest.raises(ValueError, match="total steps"):  # the cycle is exactly total_steps long
+        optimizer.step()
+        schedule.step()
+
+
+def test_loss_functions_are_the_named_formulas():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.25]])
+    classes = torch.tensor([0, 1])
+    log_softmax = logits - logits.exp().sum(1, keepdim=True).log()
+    assert engine.loss_function("cross_entropy")(logits, classes) == pytest.approx(float(-(log_softmax[0, 0] + log_softmax[1, 1]) / 2))
+    multi_hot = torch.tensor([[1, 0], [1, 1]])  # integer labels: the loss converts them
+    p = torch.sigmoid(logits)
+    bce = -(multi_hot * p.log() + (1 - multi_hot) * (1 - p).log()).mean()
+    assert engine.loss_function("bce_with_logits")(logits, multi_hot) == pytest.approx(float(bce))
+    target = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert engine.loss_function("mse")(logits, target) == pytest.approx(float(((logits - target) ** 2).mean()))
+
+
+def test_train_config_copies_every_block_field_and_the_call_arguments():
+    """Each field set away from its TrainConfig default, so a field dropped or nulled shows."""
+    block = config.Train(epochs=3, batch_size=7, lr=0.25, optimizer="adamw", weight_decay=0.5, schedule="cosine",
+                         augment=config.Augment(shift=1.5, rotate=2.5, scale=0.125), precision="bf16", max_batches=4)
+    made = engine.train_config(block, seed=11, loss="mse", eval_batch_size=64, channels_last=False)
+    assert made == engine.TrainConfig(
+        epochs=3, batch_size=7, lr=0.25, optimizer="adamw", momentum=0.0, weight_decay=0.5, schedule="cosine", loss="mse",
+        augment=engine.Augment(shift=1.5, rotate=2.5, scale=0.125), seed=11, eval_batch_size=64, max_batches=4,
+        channels_last=False, precision="bf16",
+    )
+    sgd = config.Train(epochs=1, batch_size=1, lr=0.25, momentum=0.5)
+    assert engine.train_config(sgd, seed=0).momentum == 0.5
+    assert engine.train_config(sgd, seed=0, lr=0.75).lr == 0.75, "an explicit lr wins over the block's"
+
+
+def test_train_config_refuses_an_unknown_loss_listing_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"unknown loss 'l1'; allowed: cross_entropy, bce_with_logits, mse$"):
+        engine.train_config(config.Train(epochs=1, batch_size=1, lr=0.1), seed=0, loss="l1")
