@@ -278,3 +278,14 @@ def test_the_report_stage_depends_on_every_experiment_output_it_reads():
     assert STAGES["report"]["params"] == [{"params.yaml": None}], "the page states every param"
     last = list(STAGES)[-1]
     assert last == "report", "the page is the last stage"
+
+
+def test_metrics_files_of_a_foreach_stage_merge_under_one_key(tmp_path):
+    """pretrain@<arch> writes metrics/pretrain_<arch>.json, each {"pretrain": {arch: ...}}: the page sees every arch."""
+    from reprodl.report import load_metrics
+
+    io.write_json(tmp_path / "pretrain_resnet18.json", {"pretrain": {"resnet18": {"val": {"accuracy": 0.8}}}})
+    io.write_json(tmp_path / "pretrain_vit_micro_patch8.json", {"pretrain": {"vit_micro_patch8": {"val": {"accuracy": 0.6}}}})
+    io.write_json(tmp_path / "e1.json", {"e1": {"logreg": {"test": {"accuracy": 0.9}}}})
+    merged = load_metrics(tmp_path)
+    assert set(merged["pretrain"]) == {"resnet18", "vit_micro_patch8"} and merged["e1"]["logreg"]["test"]["accuracy"] == 0.9
