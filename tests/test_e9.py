@@ -262,7 +262,8 @@ def test_tiny_e9_run_writes_metrics_report_and_figures(tiny_pairs, tmp_path):
 
 
 def test_the_smaller_subset_is_inside_the_larger_one(tiny_pairs, tmp_path):
-    eligible, counts, _ = e9.eligible_classes(tiny_pairs / "prepared", 8)
+    splits = {s: datasets.load_split(tiny_pairs / "prepared", s) for s in datasets.SPLITS}
+    eligible, counts = e9.eligible_classes(splits, datasets.load_meta(tiny_pairs / "prepared"), 8)
     assert counts == (4, 2, 2) and eligible == list(range(30))
     tracker = RecordingTracker()
     _run(_tiny_cfg(tiny_pairs, tmp_path), tiny_pairs / "prepared", tmp_path, tracker=tracker)

@@ -47,20 +47,18 @@ def check_e9(cfg: E9) -> None:
     backbones.check_weights(cfg.vit.weights, "e9.vit.weights")
 
 
-def eligible_classes(prepared_dir: Path, images_per_class: int) -> tuple[list[int], tuple[int, int, int], dict]:
-    """(classes with enough images in every split, images per class per split, meta).
+def eligible_classes(splits: dict[str, datasets.Split], meta: dict, images_per_class: int) -> tuple[list[int], tuple[int, int, int]]:
+    """(classes with enough images in every split, images per class per split).
 
     A class is eligible when each prepared split holds at least its share of images_per_class
-    (shared out by the fractions the dataset was split with).
+    (shared out by the fractions the dataset was split with, meta["fractions"]).
     """
-    meta = datasets.load_meta(prepared_dir)
     counts = datasets.split_counts(images_per_class, meta["fractions"])
     n_classes = len(meta["classes"])
     enough = np.ones(n_classes, dtype=bool)
     for split, need in zip(datasets.SPLITS, counts):
-        y = np.load(Path(prepared_dir) / f"{split}.npz")["y"]  # labels only: the images stay on disk
-        enough &= np.bincount(y, minlength=n_classes) >= need
-    return [int(c) for c in np.flatnonzero(enough)], counts, meta
+        enough &= np.bincount(splits[split].y, minlength=n_classes) >= need
+    return [int(c) for c in np.flatnonzero(enough)], counts
 
 
 def draw_subset(splits: dict[str, datasets.Split], classes: list[int], counts: tuple[int, int, int], seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -107,6 +105,13 @@ def top_k_accuracy(probs: np.ndarray, y: np.ndarray, k: int) -> float:
     return float((top == y[:, None]).any(1).mean())
 
 
+def model_inputs(data: dict, arch: str, image_size: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A drawn subset as tensors: images (N, 3, S, S) standardised as `arch`'s weights expect, labels (N,)."""
+    mean, std = backbones.input_stats(arch)
+    images = {split: backbones.prepare_images(engine.to_tensor_images(x), image_size, mean, std) for split, (x, _) in data.items()}
+    return images, {split: torch.from_numpy(y) for split, (_, y) in data.items()}
+
+
 @torch.no_grad()
 def frozen_features(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The pooled features before the classifier, eval mode; (N, C, H, W) -> (N, D)."""
@@ -118,9 +123,7 @@ def frozen_features(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch
 def run_baseline(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool) -> dict[str, Any]:
     """Frozen backbone, linear head on cached features -> {"probs", "train_seconds", "eval_seconds", ...}."""
     block = cfg.baseline
-    mean, std = backbones.input_stats(block.arch)
-    images = {split: backbones.prepare_images(engine.to_tensor_images(x), cfg.image_size, mean, std) for split, (x, _) in data.items()}
-    labels = {split: torch.from_numpy(y) for split, (_, y) in data.items()}
+    images, labels = model_inputs(data, block.arch, cfg.image_size)
     backbone = backbones.load_timm_backbone(
         block.arch, block.weights, n_classes, key="e9.baseline.weights", arch_key="e9.baseline.arch", seed=seed
     )
@@ -142,9 +145,7 @@ def run_baseline(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool)
 
 def run_vit(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool, on_epoch=None) -> dict[str, Any]:
     block = cfg.vit
-    mean, std = backbones.input_stats(block.arch)
-    images = {split: backbones.prepare_images(engine.to_tensor_images(x), cfg.image_size, mean, std) for split, (x, _) in data.items()}
-    labels = {split: torch.from_numpy(y) for split, (_, y) in data.items()}
+    images, labels = model_inputs(data, block.arch, cfg.image_size)
     model = backbones.load_timm_backbone(
         block.arch, block.weights, n_classes, image_size=cfg.image_size, key="e9.vit.weights", arch_key="e9.vit.arch", seed=seed
     )
@@ -173,7 +174,9 @@ def run_e9(
     """
     check_e9(cfg)
     prepared_dir = Path(prepared_dir)
-    eligible, counts, meta = eligible_classes(prepared_dir, cfg.images_per_class)
+    meta = datasets.load_meta(prepared_dir)
+    splits = {split: datasets.load_split(prepared_dir, split) for split in datasets.SPLITS}  # read once
+    eligible, counts = eligible_classes(splits, meta, cfg.images_per_class)
     largest = max(cfg.subsets)
     if largest > len(eligible):
         raise ParamError(
@@ -181,7 +184,6 @@ def run_e9(
             f"asks for {largest} classes, but only {len(eligible)} of the {len(meta['classes'])} classes of {meta['name']} have "
             f"{cfg.images_per_class} images ({counts[0]} train / {counts[1]} val / {counts[2]} test): lower it or e9.images_per_class",
         )
-    splits = {split: datasets.load_split(prepared_dir, split) for split in datasets.SPLITS}
     order = [eligible[i] for i in np.random.default_rng(seed).permutation(len(eligible))]  # one order: 13 inside 28
     names_all = list(meta["classes"])
     metrics: dict[str, Any] = {}
