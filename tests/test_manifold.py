@@ -50,6 +50,23 @@ def test_best_ellipses_recover_a_known_gaussian():
     assert ellipse.angle % 180 == pytest.approx(30, abs=1.5)
 
 
+def test_best_ellipses_equal_a_one_component_gaussian_mixture_per_class():
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(90, 2)) * rng.uniform(0.5, 3, size=(90, 2)) + np.repeat(rng.normal(0, 5, (3, 2)), 30, axis=0)
+    labels = np.repeat([4, 1, 7], 30)
+    points[labels == 7] = points[labels == 7][0]  # one class of identical points: only reg_covar keeps it drawable
+    ellipses = manifold.best_ellipses(points, labels)
+    assert [e.label for e in ellipses] == [1, 4, 7]
+    for ellipse in ellipses:
+        gaussian = GaussianMixture(n_components=1, covariance_type="full", random_state=0).fit(points[labels == ellipse.label])
+        variances = np.linalg.eigvalsh(gaussian.covariances_[0])
+        np.testing.assert_allclose(ellipse.center, gaussian.means_[0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(ellipse.semi_axes, np.sqrt(2 * variances[::-1]), rtol=1e-6)
+    assert ellipses[2].semi_axes == pytest.approx((math.sqrt(2e-6), math.sqrt(2e-6)))
+
+
 def test_tsne_is_seeded_and_refuses_a_bad_perplexity():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 1, (30, 5)), rng.normal(8, 1, (30, 5))])  # (60, 5)
