@@ -9,11 +9,13 @@ from pathlib import Path
 from common import load_config, run, show_progress, write_outputs
 
 from reprodl import grid
+from reprodl.engine import resolve_device
 from reprodl.experiments.e3 import run_e3
 
 
 def main() -> None:
     params = load_config()  # every section checked before any work
+    device = resolve_device(params.device)  # before any work: device: cuda without a GPU stops here
     cfg = params.e3
     metrics = run_e3(
         cfg,
@@ -24,6 +26,7 @@ def main() -> None:
         seed=params.seed,
         workers=grid.default_workers(),
         progress=show_progress(),
+        device=device,
     )
     write_outputs("e3", metrics)
 

@@ -4,12 +4,14 @@ from pathlib import Path
 
 from common import load_config, run, show_progress, write_outputs
 
+from reprodl.engine import resolve_device
 from reprodl.experiments.e7 import run_heads
 from reprodl.tracking import LiveTracker
 
 
 def main() -> None:
     params = load_config()  # every section checked before any work
+    device = resolve_device(params.device)  # before any work: device: cuda without a GPU stops here
     cfg = params.e7
     with LiveTracker("plots/e7/live") as tracker:
         metrics = run_heads(
@@ -23,6 +25,7 @@ def main() -> None:
             tracker=tracker,
             seed=params.seed,
             progress=show_progress(),
+            device=device,
         )
     write_outputs("e7", metrics)
 

@@ -16,11 +16,13 @@ from reprodl.tracking import LiveTracker
 
 def main() -> None:
     params = load_config()  # every section checked before any work, on every rank
+    device = engine.resolve_device(params.device)  # before any work; under torchrun, LOCAL_RANK's GPU
     cfg = params.e7
-    rank, _ = engine.init_distributed()
+    rank, _ = engine.init_distributed(device)  # nccl on CUDA, gloo on the CPU
     with LiveTracker("plots/e7_finetune/live") if rank == 0 else contextlib.nullcontext() as tracker:
         scores, info = finetune(
-            cfg, Path(f"data/prepared/{cfg.dataset}"), Path("models/e7/checkpoint.pt"), seed=params.seed, tracker=tracker, progress=show_progress()
+            cfg, Path(f"data/prepared/{cfg.dataset}"), Path("models/e7/checkpoint.pt"), seed=params.seed, tracker=tracker, progress=show_progress(),
+            device=device,
         )
     if rank == 0:
         save_finetune_scores(Path("data/e7/finetune_scores.npz"), scores, info)

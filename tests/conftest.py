@@ -24,3 +24,17 @@ def prepared_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared_mnist(prepared_root) -> Path:
     return prepared_root / "mnist"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need CUDA: where torch sees none they are skipped, and say why."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU here: torch.cuda.is_available() is False (the gpu tests run where there is one)")
+    for item in gpu:
+        item.add_marker(skip)

@@ -36,8 +36,9 @@ def test_run_e1_trains_every_model_and_writes_its_outputs(prepared_mnist, tmp_pa
     # the committed convnet precision is auto: fp32 on this CPU; logreg has no precision param: fp32
     assert PARAMS["e1"]["convnet"]["precision"] == "auto" and metrics["convnet"]["precision"] == "fp32"
     assert metrics["logreg"]["precision"] == "fp32"
-    for name in trained:  # headline numbers only: val and test accuracy, and the precision
-        assert set(metrics[name]) == {"val", "test", "precision"} and set(metrics[name]["test"]) == {"accuracy"}
+    for name in trained:  # headline numbers only: val and test accuracy, and the precision and device that ran
+        assert set(metrics[name]) == {"val", "test", "precision", "device"} and set(metrics[name]["test"]) == {"accuracy"}
+        assert metrics[name]["device"] == "cpu"  # run_e1's default device
         assert (tmp_path / "models" / f"{name}.pt").exists()
     assert set(metrics["perceptron"]) == {"test"}
     table = {row["model"]: row for row in csv.DictReader((tmp_path / "results.csv").open())}

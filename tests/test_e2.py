@@ -22,7 +22,7 @@ from common import split_timings  # noqa: E402  (the stage's own metrics / timin
 SHRUNK = {"e2.grid.batch": [16, 64], "e2.grid.epochs": [1, 2], "e2.grid.lr": [0.1, 0.01], "e2.grid.hidden": [5, 12],
           "e2.curves": {"best": 2, "median": 2, "worst": 2}}
 HEADLINE = {  # the shape of metrics/e2.json: headline numbers only
-    "n_models", "n_diverged",
+    "n_models", "n_diverged", "device",
     "best.batch", "best.epochs", "best.lr", "best.hidden", "best.val.accuracy", "best.val.loss", "best.test.accuracy",
     "correlation.batch", "correlation.epochs", "correlation.lr", "correlation.hidden",
 }
@@ -64,6 +64,7 @@ def test_run_e2_writes_one_row_per_model_and_headline_metrics(prepared_mnist, tm
     metrics = run(compose(SHRUNK).e2, prepared_mnist, tmp_path)
     table = pd.read_csv(tmp_path / "results.csv")
     assert len(table) == metrics["n_models"] == 16
+    assert metrics["device"] == "cpu", "the device the stacks trained on"
     assert set(map(tuple, table[["batch", "epochs", "lr", "hidden"]].to_numpy().tolist())) == {
         (b, e, lr, h) for b in (16, 64) for e in (1, 2) for lr in (0.1, 0.01) for h in (5, 12)
     }

@@ -23,7 +23,7 @@ from common import split_timings  # noqa: E402  (the stage's own metrics / timin
 SHRUNK = {"e3.two_layers": {"widths": [8, 16], "epochs": 2}, "e3.three_layers": {"widths": [6, 12], "epochs": 1},
           "e3.top": 3, "e3.retrain_epochs": 3, "e3.lr": 0.1, "e3.batch_size": 16}
 HEADLINE = {  # the shape of metrics/e3.json: headline numbers only
-    "n_models", "n_diverged",
+    "n_models", "n_diverged", "device",
     "two_layers.best.widths", "two_layers.best.val.accuracy", "three_layers.best.widths", "three_layers.best.val.accuracy",
     "best.widths", "best.depth", "best.epochs", "best.val.accuracy", "best.val.loss", "best.test.accuracy",
 }
@@ -65,6 +65,7 @@ def test_run_e3_grids_retrains_the_top_and_scores_the_best(prepared_mnist, tmp_p
     metrics = run(compose(SHRUNK).e3, prepared_mnist, tmp_path)
     table, top = pd.read_csv(tmp_path / "results.csv"), pd.read_csv(tmp_path / "top.csv")
     assert len(table) == metrics["n_models"] == 4 + 8
+    assert metrics["device"] == "cpu", "the device the stacks trained on"
     assert sorted(table[table["depth"] == 3]["widths"]) == sorted(f"{a}-{b}-{c}" for a in (6, 12) for b in (6, 12) for c in (6, 12))
     assert (table[table["depth"] == 2]["epochs"] == 2).all() and (table[table["depth"] == 3]["epochs"] == 1).all()
     assert len(top) == 3 and (top["epochs"] == 3).all()

@@ -153,11 +153,11 @@ def test_run_e5_trains_measures_maps_and_writes_its_outputs(prepared_root, tmp_p
     metrics, timings = stage_common().split_timings(tree)
     assert set(timings["e5"]["mnist"]) == {"seconds", "train_seconds"} and list(timings["e5"]["mnist"]["train_seconds"]) == configs
     headline = metrics["e5"]["mnist"]
-    assert set(headline) == {"test", "bce_vs_mse"}
+    assert set(headline) == {"test", "bce_vs_mse", "device"} and headline["device"] == "cpu"
     assert set(headline["test"]) == {"mse", "neighboring_hit"}
     assert set(headline["test"]["mse"]) == {"mse_loss", "bce_loss", "mean_image"}
     assert set(headline["test"]["neighboring_hit"]) == {"originals", "code_best", "reconstruction_best"}
-    assert len(flat(metrics)) == 17
+    assert len(flat(metrics)) == 18
     json.dumps(metrics)
 
     # Every configuration's numbers are in the table; the headline picks from it.

@@ -114,7 +114,7 @@ def tiny_weights(tmp_path_factory) -> str:
 def tiny_features(tmp_path_factory, tiny_scenes, tiny_weights) -> Path:
     out = tmp_path_factory.mktemp("features")
     info = e7.extract_features(tiny_config(tiny_weights), tiny_scenes, out, progress=False)
-    assert info["precision"] == "fp32" and info["pretrained"]["seconds"] >= 0
+    assert info["precision"] == "fp32" and info["device"] == "cpu" and info["pretrained"]["seconds"] >= 0
     assert "seconds" not in (out / "info.json").read_text(), "info.json is an output: no wall times in it"
     return out
 
@@ -129,7 +129,7 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
 
     scores, run = e7.finetune(cfg, tiny_scenes, tmp_path / "ckpt.pt", progress=False)
     assert scores["train"].shape == (12, 3) and run["train_images"] == 12 and (tmp_path / "ckpt.pt").exists()
-    assert run["precision"] == "fp32" and run["epochs"] == 1
+    assert run["precision"] == "fp32" and run["device"] == "cpu" and run["epochs"] == 1
     e7.save_finetune_scores(tmp_path / "scores.npz", scores, run)
 
     metrics = e7.run_heads(cfg, tiny_scenes, tiny_features, tmp_path / "scores.npz", report_path=tmp_path / "e7.md",
@@ -137,8 +137,8 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
     tree = metrics["e7"]
     assert list(tree) == [*e7.MODELS, "features"]
     for model in e7.MODELS:
-        assert set(tree[model]) == {"train_images", "precision", "seconds", "train", "test"}, "headline numbers only, no per-class AP"
-        assert tree[model]["precision"] == "fp32"
+        assert set(tree[model]) == {"train_images", "precision", "device", "seconds", "train", "test"}, "headline numbers only, no per-class AP"
+        assert tree[model]["precision"] == "fp32" and tree[model]["device"] == "cpu"
         for split in ("train", "test"):
             assert set(tree[model][split]) == {"map_voc07", "map_sklearn"}
             assert 0 <= tree[model][split]["map_voc07"] <= 100 and 0 <= tree[model][split]["map_sklearn"] <= 100
@@ -150,8 +150,8 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
     kept = [~test.difficult[:, k].astype(bool) for k in range(3)]
     aps = [average_precision_score(test.y[keep, k], saved["test"][keep, k]) for k, keep in enumerate(kept) if test.y[keep, k].any()]
     assert tree["finetuned"]["test"]["map_sklearn"] == pytest.approx(100 * np.mean(aps), abs=0.006)
-    assert tree["features"]["precision"] == "fp32", "the metrics say what the features were computed in"
-    assert len(flat(tree)) <= 25
+    assert tree["features"] == {"precision": "fp32", "device": "cpu"}, "the metrics say what the features were computed in, and where"
+    assert len(flat(tree)) <= 29  # each model's precision and device included (and 3 wall times, which the stage moves to timings/)
 
     with open(tmp_path / "ap.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -112,9 +112,9 @@ def test_tiny_run_reports_every_variant_and_the_best(tmp_path, weights):
     assert list(metrics) == ["n_params", *e8.VARIANTS, "best"]
     assert metrics["n_params"] == 11_175_370
     for variant in e8.VARIANTS:
-        assert set(metrics[variant]) == {"n_trainable", "precision", "seconds", "train", "val", "test"}
+        assert set(metrics[variant]) == {"n_trainable", "precision", "device", "seconds", "train", "val", "test"}
         assert {split: set(metrics[variant][split]) for split in ("train", "val", "test")} == {s: {"accuracy"} for s in ("train", "val", "test")}
-        assert metrics[variant]["precision"] == "fp32"
+        assert metrics[variant]["precision"] == "fp32" and metrics[variant]["device"] == "cpu"
     assert metrics["pretrained_layer4"]["n_trainable"] < metrics["scratch"]["n_trainable"] == 11_175_370
     best = metrics["best"]
     assert best["val"]["accuracy"] == max(metrics[v]["val"]["accuracy"] for v in e8.VARIANTS) == metrics[best["variant"]]["val"]["accuracy"]
@@ -143,8 +143,8 @@ def test_tiny_pretrain_saves_a_backbone_that_loads(tmp_path):
                    "pretrain.resnet18.epochs": 1, "pretrain.resnet18.batch_size": 4, "pretrain.resnet18.max_batches": 2}).pretrain
     metrics = pretrain.run_pretrain(cfg, root, tmp_path / "models", seed=0, progress=False)["pretrain"]
     assert list(metrics) == ["resnet18"]
-    assert set(metrics["resnet18"]) == {"n_images", "precision", "seconds", "train", "val"} and metrics["resnet18"]["n_images"] == 12
-    assert metrics["resnet18"]["precision"] == "fp32"
+    assert set(metrics["resnet18"]) == {"n_images", "precision", "device", "seconds", "train", "val"} and metrics["resnet18"]["n_images"] == 12
+    assert metrics["resnet18"]["precision"] == "fp32" and metrics["resnet18"]["device"] == "cpu"
     assert not (tmp_path / "models" / "resnet50.pt").exists(), "only the listed archs are trained"
     model = backbones.load_backbone("resnet18", str(tmp_path / "models" / "resnet18.pt"))
     assert model.fc.out_features == 4

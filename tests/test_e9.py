@@ -244,6 +244,7 @@ def test_tiny_e9_run_writes_metrics_report_and_figures(tiny_pairs, tmp_path):
     for k, entry in tree["subsets"].items():
         for model in e9.MODELS:
             acc, top3 = entry[model]["accuracy"], entry[model]["top3_accuracy"]
+            assert entry[model]["device"] == "cpu" and entry[model]["precision"] == "fp32", "what ran, and where"
             assert acc * 2 * int(k) == round(acc * 2 * int(k)), "an accuracy is a count of the 2 test images per class"
             assert acc <= top3 and (int(k) > 3 or top3 == 1.0), "top-3 of 3 classes is always right"
             assert (tmp_path / "figures" / f"probability_confusion_{k}_{model}.png").stat().st_size > 0

@@ -2,8 +2,12 @@
 
 Slow by nature (every stage starts a Python process): two copies reproduced from scratch side
 by side (one with `dvc repro`, one with `dvc repro -f`; their metrics must be identical: the
-headline promise), then one `dvc exp run -S` in the first. Side by side because a shrunk stage
-is mostly single-threaded start-up: two runs take little longer than one on two cores.
+headline promise; side by side because a shrunk stage is mostly single-threaded start-up, so two
+runs take little longer than one on two cores). Then, in the first: `dvc push` to a DVC remote
+(a local folder) and a git remote (a bare repository), a fresh `git clone` and `dvc pull` that
+re-run nothing; one `dvc exp run -S`, then `dvc exp push` of that experiment and `dvc exp pull`
+of it into the clone. The tests share the reproduced copy and run in this order (pytest keeps a
+file's order).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from helpers import flat
@@ -174,6 +179,65 @@ def test_dvc_plots_show_renders_every_declared_plot(shrunk_repo: Path):
         assert renders and not any(r.get("errors") for r in renders), path
 
 
+@pytest.fixture(scope="module")
+def remotes(shrunk_repo: Path, tmp_path_factory) -> dict[str, Path]:
+    """A bare git repository as `origin` and a local folder as the default DVC remote of the
+    reproduced copy, the remote's config committed (a team's shared setup: a clone needs no step)."""
+    root = tmp_path_factory.mktemp("remotes")
+    origin, storage = root / "origin.git", root / "dvc-storage"
+    run(["git", "init", "-q", "--bare", str(origin)], root)
+    run(["git", "remote", "add", "origin", str(origin)], shrunk_repo)
+    run(["dvc", "remote", "add", "-d", "shared", str(storage)], shrunk_repo)  # s3://bucket/path, gs://..., ssh://... for users
+    return {"origin": origin, "storage": storage}
+
+
+def publish(repo: Path, message: str) -> None:
+    """Commit everything, push the commit to origin's main and the cached outputs to the DVC remote."""
+    commit(repo, message)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], repo, timeout=120)
+    run(["dvc", "push"], repo, timeout=300)
+
+
+def cached_outputs(repo: Path) -> list[Path]:
+    """Every file of every output that dvc.lock says is in the DVC cache (data, features, models)."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    paths = [Path(out["path"]) for entry in lock["stages"].values() for out in entry.get("outs", []) if out.get("cache", True)]
+    files = []
+    for rel in paths:
+        full = repo / rel
+        files += sorted(p.relative_to(repo) for p in full.rglob("*") if p.is_file()) if full.is_dir() else [rel]
+    return files
+
+
+@pytest.fixture(scope="module")
+def pulled_clone(shrunk_repo: Path, remotes: dict[str, Path], tmp_path_factory) -> Path:
+    """The reproduced copy pushed (git and DVC), then cloned afresh and `dvc pull`ed: a second machine."""
+    publish(shrunk_repo, "reproduced")
+    clone = tmp_path_factory.mktemp("clone") / "repo"
+    run(["git", "clone", "-q", "--branch", "main", str(remotes["origin"]), str(clone)], clone.parent, timeout=120)
+    run(["dvc", "pull"], clone, timeout=300)
+    return clone
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_pulls_data_features_and_models_and_reruns_nothing(shrunk_repo: Path, remotes, pulled_clone: Path):
+    clone = pulled_clone
+    assert str(remotes["storage"]) in run(["dvc", "remote", "list"], clone).stdout, "the clone reads the committed remote config"
+    files = cached_outputs(shrunk_repo)
+    assert any(f.parts[0] == "models" for f in files) and any(f.parts[:2] == ("data", "features") for f in files)
+    for rel in files:  # pulled, not recomputed: the same bytes
+        assert (clone / rel).is_file(), f"{rel} was not pulled"
+        assert (clone / rel).read_bytes() == (shrunk_repo / rel).read_bytes(), f"{rel} differs from the pushed one"
+    status = run(["dvc", "status"], clone).stdout
+    assert "Data and pipelines are up to date" in status, status
+    outputs = [p for folder in OUTPUT_FOLDERS for p in (clone / folder).rglob("*") if p.is_file()]
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    repro = run(["dvc", "repro"], clone).stdout
+    assert "Running stage" not in repro and "Data and pipelines are up to date" in repro, repro
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before, "dvc repro rewrote an output"
+    assert run(["git", "status", "--porcelain"], clone).stdout == "", "nothing in the clone changed"
+
+
 @pytest.mark.slow
 def test_two_reproductions_from_scratch_give_the_same_metrics(reproduced: Reproduced):
     """The headline promise: the same params give the same metrics (same machine)."""
@@ -202,6 +266,43 @@ def test_exp_run_with_a_param_override_moves_the_metric_and_reruns_downstream(sh
     table_after = e1_table(shrunk_repo)  # `dvc exp run` leaves the experiment's outputs in the workspace
     assert table_after["logreg"] == table_before["logreg"]
     assert table_after["mlp"]["test_loss"] != table_before["mlp"]["test_loss"], "the mlp trained with another lr"
+
+
+@pytest.mark.slow
+def test_an_experiment_pushed_from_one_clone_is_pulled_into_another(shrunk_repo: Path, pulled_clone: Path):
+    """`dvc exp push origin <exp>` here (its git ref to origin, its outputs to the DVC remote), then in
+    the other clone `dvc exp pull origin <exp>` and `dvc exp apply <exp>`: its params, metrics and
+    models, with nothing to re-run. The experiment is the one test_exp_run_... ran (run here if not)."""
+    if "higher-lr" not in run(["dvc", "exp", "list", "--name-only"], shrunk_repo).stdout.split():
+        commit(shrunk_repo, "baseline")
+        run(["dvc", "exp", "run", "-S", "e1.mlp.lr=0.5", "-n", "higher-lr"], shrunk_repo)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], shrunk_repo, timeout=120)  # the experiment's baseline commit
+    run(["dvc", "exp", "push", "origin", "higher-lr"], shrunk_repo, timeout=300)
+    clone = pulled_clone
+    run(["git", "pull", "-q", "--ff-only", "origin", "main"], clone, timeout=120)
+    run(["dvc", "exp", "pull", "origin", "higher-lr"], clone, timeout=300)
+    assert "higher-lr" in run(["dvc", "exp", "list", "--name-only"], clone).stdout.split()
+    run(["dvc", "exp", "apply", "higher-lr"], clone, timeout=300)
+    assert yaml.safe_load((clone / "params.yaml").read_text())["e1"]["mlp"]["lr"] == 0.5
+    # `dvc exp run` left the experiment's outputs in the first copy's workspace: the clone has the same.
+    assert (clone / "metrics/e1.json").read_text() == (shrunk_repo / "metrics/e1.json").read_text()
+    for model in sorted((shrunk_repo / "models/e1").glob("*.pt")):
+        assert (clone / "models/e1" / model.name).read_bytes() == model.read_bytes(), model.name
+    status = run(["dvc", "status"], clone).stdout
+    assert "Data and pipelines are up to date" in status, status
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+def test_the_shrunk_pipeline_runs_on_cuda_and_says_so(tmp_path):
+    """device: cuda end to end: every stage that computes with torch records cuda next to its precision."""
+    assert torch.cuda.is_available()  # conftest.py skips gpu tests, saying why, where it is not
+    repo = shrunk_copy(tmp_path, {"device": "cuda"})
+    run(["dvc", "repro"], repo)
+    devices = {name: {v for k, v in flat(tree).items() if k.endswith("device")} for name, tree in metrics_of(repo).items()}
+    ran = {name for name, found in devices.items() if found}
+    assert ran == set(devices) - {"e4.json", "e6.json"}, "every stage but E4 (t-SNE maps) and E6 (NumPy) computes on the device"
+    assert all(found == {"cuda"} for found in devices.values() if found), devices
 
 
 def e1_table(repo: Path) -> dict[str, dict]:

@@ -184,6 +184,26 @@ def test_what_ran_names_data_params_precision_and_wall_time(inputs, tmp_path):
     assert e7["precision"] == metrics["linear_pretrained"]["precision"]
 
 
+def test_the_page_shows_the_devices_the_metrics_record(inputs, tmp_path):
+    path = inputs.metrics / "e7.json"
+    tree = json.loads(path.read_text())
+    for model in ("linear_pretrained", "linear_random", "finetuned"):
+        tree["e7"][model]["device"] = "cuda"
+    tree["e7"]["features"]["device"] = "cpu"
+    path.write_text(json.dumps(tree))
+    e8 = inputs.metrics / "e8.json"
+    e8_tree = json.loads(e8.read_text())
+    for value in e8_tree["e8"].values():
+        if isinstance(value, dict):
+            value.pop("device", None)
+    e8.write_text(json.dumps(e8_tree))
+    page = page_of(inputs, tmp_path)
+    ran = {s.experiment.key: dict(s.what_ran) for s in page.sections}
+    assert ran["e7"]["device"] == "cpu, cuda", "the features on the CPU, the heads and the fine-tuning on the GPU"
+    assert ran["e8"]["device"] == "not recorded"
+    assert "; device cpu, cuda. " in render_markdown(page) and "; device cpu, cuda. " in render_html(page), "every device recorded, once"
+
+
 def test_every_key_param_the_page_shows_exists():
     p = params()
     for exp in EXPERIMENTS:

@@ -9,7 +9,7 @@ on the fields, and a bad file gives one line per bad input naming the dotted key
     params.e1.convnet.lr                   # 0.05
 
 This module does not import torch (validating every section takes well under a second);
-the allowed optimisers, schedules and precisions live here and the engine imports them.
+the allowed optimisers, schedules, precisions and devices live here and the engine imports them.
 sources.yaml (the full profile's mirrors and md5s) has its own model, Sources. Model specs, tensors and the engine's TrainConfig are built by the experiments from
 these objects. Checks that need files (a layer of a saved model, the test split's size) are
 made by the experiment before it starts work, with the same kind of error (ParamError).
@@ -27,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, Va
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when torch.cuda.is_available(), else the CPU (reprodl.engine.resolve_device)
 PROFILES = ("embedded", "full")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 ARCHS = ("resnet50", "resnet18")  # torchvision architectures of the backbone loader
@@ -498,6 +499,7 @@ PRETRAIN_SOURCES = ("colour_digits", "sklearn_digits", "stanford_dogs", "usps")
 
 class Params(Section):
     seed: Annotated[int, Field(ge=0)]
+    device: Literal[DEVICES]  # where torch computes; resolved once by engine.resolve_device
     data: Data
     e1: E1
     e2: E2

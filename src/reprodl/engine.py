@@ -16,6 +16,14 @@ the same batches, takes its share of each (shares may be uneven, or empty for a 
 smaller than the world), each rank's loss is weighted by its share so that the averaged
 gradient is the whole batch's, as in one process, metrics are summed over ranks, and only
 rank 0 writes checkpoints and calls `on_epoch`.
+
+Devices: params.yaml's `device` (auto, cpu, cuda) becomes a torch.device once, in
+`resolve_device`; a stage passes that value down. `fit(..., device=...)` moves the model there,
+moves the training and val tensors there whole when they fit in its free memory (else each batch
+is moved as it is drawn), and records the device that ran in History.device, next to the
+precision (bf16 autocast follows `precision` on CUDA as on the CPU). The batch order and the
+augmentation draws come from a CPU generator, so they are the same on every device. Under
+torchrun a CUDA run uses nccl with LOCAL_RANK's GPU, a CPU run gloo (`init_distributed`).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from . import io
 from .heap import retain_freed_memory
 from .precision import autocast, use_bf16
 
-from .config import OPTIMIZERS, SCHEDULES, TrainBase  # the allowed values live in the config
+from .config import DEVICES, OPTIMIZERS, SCHEDULES, ParamError, TrainBase  # the allowed values live in the config
 
 LOSSES = ("cross_entropy", "bce_with_logits", "mse")
 
@@ -111,6 +119,57 @@ class History:
     val_accuracy: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     precision: str = "fp32"  # what the training steps ran in: fp32 or bf16 (cfg.precision resolved)
+    device: str = "cpu"  # where they ran: cpu or cuda (device_name)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str, *, cuda_available: bool | None = None, env=None) -> torch.device:
+    """params.yaml's `device` (config.DEVICES) -> the torch.device this process computes on.
+
+    auto: CUDA when torch.cuda.is_available(), else the CPU; cpu: the CPU; cuda: a CUDA GPU, and a
+    ParamError naming the param where there is none. The GPU is LOCAL_RANK's (torchrun sets it; 0
+    without torchrun). On CUDA, cuDNN and matrix products keep to fp32 (no TF32), so `precision`
+    alone chooses the arithmetic, and cuDNN picks deterministic kernels.
+    cuda_available and env (default os.environ) are for tests.
+    """
+    if name not in DEVICES:
+        raise ParamError("device", f"must be one of {', '.join(DEVICES)}; got {name!r}")
+    available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if name == "cpu" or (name == "auto" and not available):
+        return torch.device("cpu")
+    if not available:
+        raise ParamError(
+            "device", "is cuda, but torch.cuda.is_available() is False (no CUDA GPU visible, or a CPU-only torch build): "
+            "set device: auto or cpu, or install a CUDA build of torch"
+        )
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    local_rank = (os.environ if env is None else env).get("LOCAL_RANK", "0")
+    return torch.device("cuda", int(local_rank))
+
+
+def device_name(device: torch.device | str) -> str:
+    """What the metrics record: the device's type, "cpu" or "cuda"."""
+    return torch.device(device).type
+
+
+def place(tensors: tuple[torch.Tensor, ...], device: torch.device | str, *, budget: float = 0.5, free_bytes: int | None = None) -> tuple[torch.Tensor, ...]:
+    """`tensors` moved to `device` whole when together they take at most `budget` of its free
+    memory (a CUDA device's, or `free_bytes`), else as they are: their batches then move one at a
+    time. On the CPU nothing moves."""
+    device = torch.device(device)
+    if device.type == "cpu" or all(t.device == device for t in tensors):
+        return tensors
+    if free_bytes is None and device.type == "cuda":
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    size = sum(t.numel() * t.element_size() for t in tensors if t.device != device)
+    if free_bytes is not None and size > budget * free_bytes:
+        return tensors
+    return tuple(t.to(device) for t in tensors)
 
 
 def to_tensor_images(x: np.ndarray) -> torch.Tensor:
@@ -194,7 +253,7 @@ def _prepare_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, channels_last: bool = True) -> torch.Tensor:
-    """Model outputs for every row of x, in eval mode, batch by batch."""
+    """Model outputs for every row of x, in eval mode, batch by batch on the model's device; returned on the CPU."""
     model.eval()
     device = _device_of(model)
     outputs = [model(_prepare_input(x[i : i + batch_size].to(device), channels_last)) for i in range(0, len(x), batch_size)]
@@ -203,7 +262,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, channels_
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 1024, channels_last: bool = True) -> dict[str, float]:
     """Loss and, for classification, accuracy on a whole split."""
-    outputs = predict(model, x, batch_size, channels_last)
+    outputs = predict(model, x, batch_size, channels_last)  # on the CPU
+    y = y.cpu()
     result = {"loss": float(loss_function(loss)(outputs, y))}
     result["accuracy"] = float((outputs.argmax(1) == y).float().mean()) if loss == "cross_entropy" else float("nan")
     return result
@@ -220,6 +280,7 @@ def fit(
     desc: str = "train",
     checkpoint: str | os.PathLike | None = None,
     run_key: str = "",
+    device: torch.device | str | None = None,
 ) -> History:
     """Train `model` in place on (x, y) tensors; evaluate on `val` after every epoch.
 
@@ -231,6 +292,9 @@ def fit(
     same cfg and `run_key` (the caller's fingerprint of data and initial weights), training
     resumes after its last epoch, and `on_epoch` is first replayed for the restored epochs so
     per-epoch logs come out whole. A checkpoint of another configuration is ignored.
+
+    device: where to train (a resolve_device value); the model is moved there (in place) and
+    stays there. None: where the model is.
     """
     x_train, y_train = train
     n = len(x_train)
@@ -238,7 +302,12 @@ def fit(
         raise ValueError("the training split is empty")
     retain_freed_memory()  # every step re-allocates the same buffers: keep them (see reprodl.heap)
     rank, world = distributed_rank_world()
+    if device is not None:
+        model.to(device)
     device = _device_of(model)
+    x_train, y_train = place((x_train, y_train), device)  # whole, once, when it fits
+    if val is not None:
+        val = place(tuple(val), device)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator: make it independent of earlier work
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -251,7 +320,7 @@ def fit(
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     schedule = make_schedule(cfg.schedule, optimizer, cfg.lr, cfg.epochs * steps_per_epoch)
     classify = cfg.loss == "cross_entropy"
-    history = History(precision="bf16" if bf16 else "fp32")
+    history = History(precision="bf16" if bf16 else "fp32", device=device_name(device))
 
     done: list[dict[str, float]] = []  # metrics of the epochs restored from the checkpoint
     if checkpoint is not None:
@@ -274,7 +343,7 @@ def fit(
     for epoch in range(len(done) + 1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator).to(x_train.device)  # drawn on the CPU: the same order on every device
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
@@ -414,17 +483,23 @@ def distributed_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def init_distributed() -> tuple[int, int]:
-    """Join the process group that torchrun describes in the environment (nccl on GPU, gloo on CPU).
+def distributed_backend(device: torch.device | str) -> str:
+    """The process-group backend for ranks that compute on `device`: nccl for CUDA, gloo otherwise."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def init_distributed(device: torch.device | str = "cpu") -> tuple[int, int]:
+    """Join the process group that torchrun describes in the environment, for ranks that compute
+    on `device` (a resolve_device value): nccl with that GPU (LOCAL_RANK's) for CUDA, gloo for the CPU.
 
     Without torchrun (no WORLD_SIZE, or 1) nothing happens and (0, 1) is returned.
     When every rank runs on this host, the ranks meet on the loopback (see _loopback_defaults),
     never on an address found by resolving the host name; what the environment sets is kept.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = distributed_backend(device)
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(torch.device(device))
         for name, value in _loopback_defaults(os.environ, backend).items():
             os.environ.setdefault(name, value)
         dist.init_process_group(backend)
@@ -517,7 +592,8 @@ def _evaluate_shared(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
     model.eval()
     loss_sum = correct = 0.0
     if len(ys):
-        outputs = predict(model, xs, cfg.eval_batch_size, cfg.channels_last)
+        outputs = predict(model, xs, cfg.eval_batch_size, cfg.channels_last)  # on the CPU
+        ys = ys.cpu()
         loss_sum = float(loss_function(cfg.loss)(outputs, ys)) * len(ys)
         correct = float((outputs.argmax(1) == ys).sum()) if cfg.loss == "cross_entropy" else 0.0
     totals = torch.tensor([loss_sum, correct, float(len(ys))], dtype=torch.float64, device=device)

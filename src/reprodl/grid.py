@@ -27,6 +27,10 @@ Result: the same weights as training each model alone with nn.Sequential + torch
 (tests/test_grid.py checks 1e-5). Epoch counts nest: nothing in a step depends on the total
 number of epochs (constant learning rate), so one run to the largest count, evaluated at each
 smaller count, gives every epoch count of a grid.
+
+Devices: `fit_stack(..., device=...)` moves the stack's weights and the data there (the data
+whole when it fits, see engine.place); the batch order is drawn on the CPU, so it is the same
+on every device. On a GPU the stacks run one after another in one process (fit_stacks).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import models
+from . import engine, models
 from .heap import retain_freed_memory
 
 # relu's own backward: grad where the activation is > 0, else 0 (also 0 where it is NaN).
@@ -68,6 +72,7 @@ class StackResult:
     diverged_epoch: np.ndarray  # (M,) the epoch whose loss first was not finite; 0: never
     seconds: np.ndarray  # (E,) wall time of the whole stack from the start to the end of each epoch
     snapshots: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # epoch -> {"test_accuracy": (M,), ...}
+    device: str = "cpu"  # where the stack trained: cpu or cuda (engine.device_name)
 
 
 class MLPStack:
@@ -105,6 +110,15 @@ class MLPStack:
             model = models.build_model({"kind": "mlp", "n_inputs": n_inputs, "hidden": list(spec.widths), "n_classes": n_classes}, seed=spec.init_seed)
             self.load_model_state(m, model.state_dict())
         self.lr = torch.tensor([s.lr for s in specs], dtype=torch.float32).view(-1, 1, 1)  # (M, 1, 1)
+
+    @torch.no_grad()
+    def to(self, device: torch.device | str) -> "MLPStack":
+        """Every weight, learning rate and index moved to `device` (in place); returns self."""
+        for name in ("w1", "b1", "w_out", "b_out", "lr", "pad_index", "unpad_index"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.ws = [w.to(device) for w in self.ws]
+        self.bs = [b.to(device) for b in self.bs]
+        return self
 
     # ------------------------------------------------------------------ weights in and out
 
@@ -237,13 +251,14 @@ def fit_stack(
     progress: bool = True,
     desc: str = "stack",
     on_epoch: Callable[[int, StackResult], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[StackResult, MLPStack]:
     """Train every model of `specs` with plain SGD (constant lr, cross-entropy) for `epochs`.
 
     train/val: x (N, D) float, y (N,) class indices. The batch order is engine.fit's: one
     generator seeded with `seed`, a fresh permutation per epoch, batches as its slices.
     Val loss and accuracy are taken after every epoch; `eval_sets` ({"test": (x, y)}) after
-    the epochs in `snapshot_epochs` only. Returns the results and the trained stack.
+    the epochs in `snapshot_epochs` only. Returns the results and the trained stack (on `device`).
     """
     retain_freed_memory()  # see reprodl.heap
     x_train, y_train = train
@@ -251,26 +266,31 @@ def fit_stack(
     n_classes = n_classes or int(max(y_train.max(), val[1].max())) + 1
     if n == 0:
         raise ValueError("the training split is empty")
-    stack = MLPStack(specs, x_train.shape[1], n_classes)
+    device = torch.device(device)
+    stack = MLPStack(specs, x_train.shape[1], n_classes).to(device)
     onehot = F.one_hot(y_train, n_classes).float()  # (N, K)
+    x_train, onehot = engine.place((x_train, onehot), device)
+    val = engine.place(tuple(val), device)
+    eval_sets = {name: engine.place(tuple(pair), device) for name, pair in (eval_sets or {}).items()}
     generator = torch.Generator().manual_seed(seed)
     steps = math.ceil(n / batch_size)
     shape = (len(specs), epochs)
     result = StackResult(
         list(specs), np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan),
-        np.zeros(len(specs), dtype=np.int64), np.zeros(epochs),
+        np.zeros(len(specs), dtype=np.int64), np.zeros(epochs), device=engine.device_name(device),
     )
     alive = torch.ones(len(specs), dtype=torch.bool)
     start = time.perf_counter()
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=None if progress else True, leave=False, unit="epoch")
     for epoch in bar:
-        order = torch.randperm(n, generator=generator)
-        x_epoch, onehot_epoch = x_train[order], onehot[order]  # one gather per epoch; batches are then views
-        loss_sum = torch.zeros(len(specs))
+        order = torch.randperm(n, generator=generator).to(x_train.device)  # drawn on the CPU: the same order on every device
+        x_epoch, onehot_epoch = x_train[order].to(device), onehot[order].to(device)  # one gather per epoch; batches are then views
+        loss_sum = torch.zeros(len(specs), device=device)
         for s in range(steps):
             rows = slice(s * batch_size, (s + 1) * batch_size)
             loss_sum += stack.step(x_epoch[rows], onehot_epoch[rows])
-        val_loss, val_accuracy = stack.evaluate(*val)
+        loss_sum = loss_sum.cpu()
+        val_loss, val_accuracy = (t.cpu() for t in stack.evaluate(*(t.to(device) for t in val)))
         blown = alive & ~(torch.isfinite(loss_sum) & torch.isfinite(val_loss))
         if blown.any():
             stack.silence(blown)
@@ -282,8 +302,8 @@ def fit_stack(
         result.val_accuracy[keep, epoch - 1] = val_accuracy.numpy()[keep]
         if epoch in snapshot_epochs:
             result.snapshots[epoch] = {}
-            for name, (x, y) in (eval_sets or {}).items():
-                loss, accuracy = stack.evaluate(x, y)
+            for name, (x, y) in eval_sets.items():
+                loss, accuracy = (t.cpu() for t in stack.evaluate(x.to(device), y.to(device)))
                 result.snapshots[epoch][f"{name}_loss"] = np.where(keep, loss.numpy(), np.nan)
                 result.snapshots[epoch][f"{name}_accuracy"] = np.where(keep, accuracy.numpy(), np.nan)
         result.seconds[epoch - 1] = time.perf_counter() - start
@@ -312,8 +332,11 @@ def fit_stacks(jobs: Sequence[dict], workers: int = 1) -> list[StackResult]:
 
     Order jobs longest first: the pool hands them out in order. Processes rather than threads
     because a small-batch step is mostly Python and op dispatch, which holds the GIL; spawn
-    rather than fork because OpenMP's thread pool does not survive a fork.
+    rather than fork because OpenMP's thread pool does not survive a fork. Jobs on a GPU
+    (a job's "device") run in this process, one after another: they share the one device.
     """
+    if any(torch.device(job.get("device", "cpu")).type != "cpu" for job in jobs):
+        workers = 1
     if workers <= 1 or len(jobs) <= 1:
         return [_fit_stack_job(job) for job in jobs]
     import multiprocessing

@@ -28,7 +28,7 @@ from . import claims as claims_mod
 from . import io, references
 from .claims import NAMES, NOT_RUN, Missing, Verdict, get
 
-DEVICE = "CPU"  # every stage trains on the CPU (models are built there and never moved)
+NOT_RECORDED = "not recorded"
 
 
 # --------------------------------------------------------------------------- the experiments
@@ -309,8 +309,8 @@ def _section(exp: Experiment, tree: dict | None, params: dict, inputs: Inputs, p
         ("profile", profile),
         ("data", "; ".join(_describe(name, profile) for name in names) or "-"),
         ("key params", ", ".join(f"{k} = {_show(v)}" for k, v in _key_params(exp, cfg)) or "-"),
-        ("precision", ", ".join(sorted(set(_leaves(tree, "precision")))) or "not recorded"),
-        ("device", DEVICE),
+        ("precision", ", ".join(sorted(set(_leaves(tree, "precision")))) or NOT_RECORDED),
+        ("device", ", ".join(sorted(set(_leaves(tree, "device")))) or NOT_RECORDED),  # what ran (params.yaml's device resolved)
         ("wall time", _wall_time(timings)),
     ]
     if exp.report and (report := inputs.reports / f"{exp.key}.md").is_file():
@@ -365,6 +365,12 @@ def _show(value: Any) -> str:
     if value is None:
         return "all"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _devices(page: Page) -> str:
+    """Every device the metrics record (cpu, cuda), over all sections."""
+    found = {d for s in page.sections for d in dict(s.what_ran).get("device", NOT_RECORDED).split(", ") if d != NOT_RECORDED}
+    return ", ".join(sorted(found)) or NOT_RECORDED
 
 
 def _leaves(tree: Any, key: str) -> list[str]:
@@ -489,7 +495,7 @@ def render_html(page: Page) -> str:
         "<title>reprodl: the study on one page</title>",
         f"<style>{CSS}</style></head><body><main>",
         "<h1>reprodl: the study on one page</h1>",
-        f'<p class="meta">Built by the <code>report</code> stage from {_e(_commit_line(page))}; profile <b>{_e(profile)}</b>; seed {page.seed}; device {DEVICE}. '
+        f'<p class="meta">Built by the <code>report</code> stage from {_e(_commit_line(page))}; profile <b>{_e(profile)}</b>; seed {page.seed}; device {_e(_devices(page))}. '
         "Generated from metrics/, timings/, plots/ and reports/: do not edit.</p>",
     ]
     if profile == "embedded":
@@ -683,7 +689,7 @@ def render_markdown(page: Page) -> str:
     out = [
         "# reprodl: the study on one page",
         "",
-        f"Built by the `report` stage from {_commit_line(page)}; profile **{page.profile}**; seed {page.seed}; device {DEVICE}. "
+        f"Built by the `report` stage from {_commit_line(page)}; profile **{page.profile}**; seed {page.seed}; device {_devices(page)}. "
         "Generated from metrics/, timings/, plots/ and reports/: do not edit. The same page with its curves: [index.html](index.html).",
         "",
     ]

@@ -2,7 +2,7 @@
 
 `run_e1(cfg, ...)` trains every model named in cfg.models (a config.E1) on the prepared dataset with
 the shared engine and returns the headline metrics, {"e1": {model: {"val"/"test": {"accuracy"}}}}
-(plus the precision that ran); every split's loss and accuracy, parameter counts and wall times
+(plus the precision and device that ran); every split's loss and accuracy, parameter counts and wall times
 go to the CSV table and the report. The stage script (stages/e1.py) writes the outputs.
 """
 
@@ -34,6 +34,7 @@ def run_e1(
     tracker: Tracker | None = None,
     seed: int = 0,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict:
     meta = datasets.load_meta(prepared_dir)
     splits = {s: datasets.load_split(prepared_dir, s) for s in datasets.SPLITS}
@@ -53,10 +54,10 @@ def run_e1(
         summaries[name] = str(summary(model, input_size=(1, *image_shape), verbose=0, col_names=("output_size", "num_params")))
         on_epoch = (lambda epoch, m, name=name: tracker.epoch(name, epoch, m)) if tracker else None
         start = time.perf_counter()
-        history = engine.fit(model, tensors["train"], tensors["val"], train_cfg, on_epoch=on_epoch, progress=progress, desc=f"e1 {name}")
+        history = engine.fit(model, tensors["train"], tensors["val"], train_cfg, on_epoch=on_epoch, progress=progress, desc=f"e1 {name}", device=device)
         seconds = time.perf_counter() - start
         # precision: what the steps ran in (auto resolves per CPU), so a metrics diff across machines explains itself
-        results[name] = {"n_params": n_params, "seconds": round(seconds, 2), "precision": history.precision}
+        results[name] = {"n_params": n_params, "seconds": round(seconds, 2), "precision": history.precision, "device": history.device}
         for split, (x, y) in tensors.items():
             results[name][split] = engine.evaluate(model, x, y, train_cfg.loss)
         if tracker:
@@ -91,12 +92,13 @@ def run_e1(
 
 
 def headline_metrics(results: dict) -> dict:
-    """Per model: val and test accuracy (the perceptron has no val split), and the precision that ran."""
+    """Per model: val and test accuracy (the perceptron has no val split), and the precision and device that ran."""
     out = {}
     for name, r in results.items():
         out[name] = {split: {"accuracy": r[split]["accuracy"]} for split in ("val", "test") if split in r}
-        if "precision" in r:
-            out[name]["precision"] = r["precision"]
+        for key in ("precision", "device"):  # the perceptron (NumPy) has neither
+            if key in r:
+                out[name][key] = r[key]
     return out
 
 

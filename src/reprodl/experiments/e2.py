@@ -97,6 +97,7 @@ def run_e2(
     seed: int = 0,
     workers: int = 1,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict:
     meta = datasets.load_meta(prepared_dir)
     check_split_sizes(meta, cfg.val_fraction, "e2.val_fraction")  # before any work
@@ -108,7 +109,8 @@ def run_e2(
     batches = sorted(g.batch)  # smallest batch = most steps first: the pool balances better
     jobs = [
         dict(specs=specs, train=data["train"], val=data["val"], batch_size=batch, epochs=max_epochs, seed=seed, n_classes=n_classes,
-             snapshot_epochs=list(g.epochs), eval_sets={"test": data["test"]}, progress=progress and workers == 1, desc=f"e2 batch {batch}")
+             snapshot_epochs=list(g.epochs), eval_sets={"test": data["test"]}, progress=progress and workers == 1, desc=f"e2 batch {batch}",
+             device=device)
         for batch in batches
     ]
     start = time.perf_counter()
@@ -154,6 +156,7 @@ def run_e2(
             "test": {"accuracy": test_accuracy[best_key]},
         },
         "correlation": correlations(table),  # None where undefined (a grid list of one value)
+        "device": results[0].device,  # where the stacks trained
         "seconds": round(seconds, 1),  # -> timings/e2.json (stages/common.write_outputs)
         "stack_seconds": stack_seconds,  # per batch size, the whole stack's wall time
     }

@@ -41,7 +41,8 @@ def grid_widths(cfg: E3) -> dict[str, list[tuple[int, ...]]]:
 
 
 def _stack_jobs(
-    widths_list: list[tuple[int, ...]], cfg: E3, data: dict, n_classes: int, epochs: int, progress: bool, tag: str, *, seed: int, eval_test: bool = False
+    widths_list: list[tuple[int, ...]], cfg: E3, data: dict, n_classes: int, epochs: int, progress: bool, tag: str, *, seed: int,
+    eval_test: bool = False, device="cpu",
 ) -> list[dict]:
     """One fit_stack job per group of models that share every width past the first."""
     groups: dict[tuple, list[tuple[int, ...]]] = {}
@@ -55,7 +56,7 @@ def _stack_jobs(
             specs=[grid.ModelSpec(w, cfg.lr, seed) for w in group], train=data["train"], val=data["val"],
             batch_size=cfg.batch_size, epochs=epochs, seed=seed, n_classes=n_classes,
             snapshot_epochs=[epochs] if eval_test else [], eval_sets={"test": data["test"]} if eval_test else None,
-            progress=progress, desc=f"e3 {tag} {'x'.join(map(str, group[0][1:]))}",
+            progress=progress, desc=f"e3 {tag} {'x'.join(map(str, group[0][1:]))}", device=device,
         )
         for group in ordered
     ]
@@ -81,7 +82,8 @@ def _rows(results: list[grid.StackResult], epochs: int) -> list[dict]:
 
 
 def run_e3(
-    cfg: E3, prepared_dir: Path, *, figures_dir: Path, tables_dir: Path, report_path: Path, seed: int = 0, workers: int = 1, progress: bool = True
+    cfg: E3, prepared_dir: Path, *, figures_dir: Path, tables_dir: Path, report_path: Path, seed: int = 0, workers: int = 1, progress: bool = True,
+    device="cpu",
 ) -> dict:
     meta = datasets.load_meta(prepared_dir)
     check_split_sizes(meta, cfg.val_fraction, "e3.val_fraction")  # before any work
@@ -92,7 +94,7 @@ def run_e3(
     tables, grid_seconds = [], {}
     for name, widths in grid_widths(cfg).items():
         epochs = getattr(cfg, name).epochs
-        jobs = _stack_jobs(widths, cfg, data, n_classes, epochs, show, name, seed=seed)
+        jobs = _stack_jobs(widths, cfg, data, n_classes, epochs, show, name, seed=seed, device=device)
         started = time.perf_counter()
         tables.append(pd.DataFrame(_rows(grid.fit_stacks(jobs, workers), epochs)))
         grid_seconds[name] = round(time.perf_counter() - started, 2)
@@ -102,7 +104,7 @@ def run_e3(
 
     # Re-train the top models for retrain_epochs; the best of them by val goes to test.
     top_widths = [tuple(int(w) for w in s.split("-")) for s in ranked["widths"].head(cfg.top)]
-    jobs = _stack_jobs(top_widths, cfg, data, n_classes, cfg.retrain_epochs, show, "top", seed=seed, eval_test=True)
+    jobs = _stack_jobs(top_widths, cfg, data, n_classes, cfg.retrain_epochs, show, "top", seed=seed, eval_test=True, device=device)
     started = time.perf_counter()
     results = grid.fit_stacks(jobs, workers)
     grid_seconds["retrain"] = round(time.perf_counter() - started, 2)
@@ -122,7 +124,7 @@ def run_e3(
     curves = {f"{r['widths']} ({r['val_accuracy']:.4f})": (json.loads(r["train_loss_curve"]), json.loads(r["val_loss_curve"])) for _, r in retrained.iterrows()}
     plots.loss_curves(curves, figures_dir / "top_curves.png", title=f"E3: top {cfg.top} re-trained, train (solid) and val (dashed) loss")
 
-    metrics: dict = {"n_models": len(table), "n_diverged": int(table["diverged"].sum())}
+    metrics: dict = {"n_models": len(table), "n_diverged": int(table["diverged"].sum()), "device": results[0].device}  # where the stacks trained
     for name, depth in DEPTHS.items():
         r = ranked[ranked["depth"] == depth].iloc[0]
         metrics[name] = {"best": {"widths": r["widths"], "val": {"accuracy": float(r["val_accuracy"])}}}

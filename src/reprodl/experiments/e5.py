@@ -87,20 +87,23 @@ def run_e5(
     tracker: Tracker | None = None,
     seed: int = 0,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Trains, measures and maps every dataset x loss x bottleneck; writes models, figures, the CSV
     tables and the report. Returns the headline metrics {"e5": {dataset: headline(...)}}, each
-    with its wall times ("seconds", "train_seconds": the stage moves them to timings/)."""
+    with the device that trained the autoencoders and its wall times ("seconds", "train_seconds":
+    the stage moves them to timings/)."""
     inputs = {name: load_inputs(cfg, Path(prepared_root) / name, name) for name in cfg.datasets}  # every check first
     train = {loss: engine.train_config(cfg.train, seed=seed, loss=ENGINE_LOSS[loss]) for loss in cfg.losses}
     results, metrics, seconds = {}, {}, {}
     for name, (meta, splits) in inputs.items():
         start = time.perf_counter()
-        results[name] = run_dataset(cfg, train, name, meta, splits, Path(models_dir), Path(figures_dir), tracker, seed, progress)
+        results[name] = run_dataset(cfg, train, name, meta, splits, Path(models_dir), Path(figures_dir), tracker, seed, progress, device)
         seconds[name] = time.perf_counter() - start
         write_tables(Path(tables_dir), name, results[name], cfg)
         metrics[name] = {
             **headline(results[name], cfg),
+            "device": engine.device_name(device),
             "seconds": round(seconds[name], 2),
             "train_seconds": {config: r["seconds"] for config, r in results[name].items() if "seconds" in r},
         }
@@ -108,7 +111,7 @@ def run_e5(
     return {"e5": metrics}
 
 
-def run_dataset(cfg: E5, train: dict, name, meta, splits, models_dir, figures_dir, tracker, seed, progress) -> dict:
+def run_dataset(cfg: E5, train: dict, name, meta, splits, models_dir, figures_dir, tracker, seed, progress, device="cpu") -> dict:
     """Every configuration's numbers: {"originals", "mean_image", "pca_b<k>", "<loss>_b<k>", "bce_vs_mse"}."""
     x = {split: engine.to_tensor_images(sp.x) for split, sp in splits.items()}  # (N, C, H, W) in [0, 1]
     x_flat = {split: images.flatten(1) for split, images in x.items()}  # (N, D): the targets
@@ -131,7 +134,10 @@ def run_dataset(cfg: E5, train: dict, name, meta, splits, models_dir, figures_di
             model = autoencoder(n_inputs, bottleneck, loss)
             on_epoch = (lambda epoch, m, key=f"{name}/{config}": tracker.epoch(key, epoch, m)) if tracker else None
             start = time.perf_counter()
-            engine.fit(model, (x["train"], x_flat["train"]), (x["val"], x_flat["val"]), train[loss], on_epoch=on_epoch, progress=progress, desc=f"e5 {name} {config}")
+            engine.fit(
+                model, (x["train"], x_flat["train"]), (x["val"], x_flat["val"]), train[loss], on_epoch=on_epoch, progress=progress,
+                desc=f"e5 {name} {config}", device=device,
+            )
             result: dict = {"n_params": sum(p.numel() for p in model.parameters()), "seconds": round(time.perf_counter() - start, 2)}
             views = {}
             for split in MAP_SPLITS:

@@ -79,25 +79,31 @@ def load_scenes(prepared_dir: Path, image_size: int | None = None, max_train_ima
 # --------------------------------------------------------------------------- features
 
 
-def extract_features(cfg: E7, prepared_dir: Path, out_dir: Path, *, seed: int = 0, progress: bool = True) -> dict:
+def extract_features(
+    cfg: E7, prepared_dir: Path, out_dir: Path, *, seed: int = 0, progress: bool = True, device: torch.device | str = "cpu",
+) -> dict:
     """Hook features of every split, pretrained and random-init backbones -> out_dir/<kind>.pt.
 
-    out_dir/info.json says how they were made (layer, arch, size, precision that ran, dims);
+    out_dir/info.json says how they were made (layer, arch, size, precision and device that ran, dims);
     the returned info adds each kind's wall "seconds" (kept out of info.json: a re-run with
     the same params writes the same file).
     """
     backbones.check_layer(cfg.arch, cfg.layer, "e7.layer", arch_key="e7.arch")  # before any work
     backbones.check_weights(cfg.weights, "e7.weights")
     scenes = load_scenes(Path(prepared_dir), cfg.image_size, cfg.max_train_images, seed)
-    bf16 = precision.use_bf16(cfg.feature_precision)
-    info: dict[str, Any] = {"layer": cfg.layer, "arch": cfg.arch, "image_size": cfg.image_size, "precision": "bf16" if bf16 else "fp32"}
+    bf16 = precision.use_bf16(cfg.feature_precision, device)
+    info: dict[str, Any] = {
+        "layer": cfg.layer, "arch": cfg.arch, "image_size": cfg.image_size, "precision": "bf16" if bf16 else "fp32", "device": engine.device_name(device),
+    }
     timings: dict[str, float] = {}
     for kind in FEATURE_KINDS:
         weights = cfg.weights if kind == "pretrained" else backbones.RANDOM
         model = backbones.load_backbone(cfg.arch, weights, key="e7.weights", arch_key="e7.arch", seed=seed)
         start = time.perf_counter()
         features = {
-            split: hook_features(model, s["x"], [cfg.layer], batch_size=cfg.feature_batch_size, bf16=bf16, progress=progress, desc=f"e7 {kind} {split}")[cfg.layer]
+            split: hook_features(
+                model, s["x"], [cfg.layer], batch_size=cfg.feature_batch_size, bf16=bf16, progress=progress, desc=f"e7 {kind} {split}", device=device,
+            )[cfg.layer]
             for split, s in scenes.items()
         }  # split -> (N, D)
         seconds = time.perf_counter() - start
@@ -123,7 +129,7 @@ def load_features(path: Path) -> dict[str, torch.Tensor]:
 
 def train_linear_head(
     features: dict[str, torch.Tensor], present: dict[str, torch.Tensor], train_cfg: engine.TrainConfig,
-    *, seed: int, on_epoch=None, progress: bool = True, desc: str = "e7 linear",
+    *, seed: int, on_epoch=None, progress: bool = True, desc: str = "e7 linear", device: torch.device | str = "cpu",
 ) -> tuple[dict[str, torch.Tensor], engine.History]:
     """A linear layer on features standardised with the train statistics; its scores (N, K) per
     split and its training history (per-epoch curves, the precision that ran).
@@ -135,7 +141,7 @@ def train_linear_head(
     z = {split: (features[split] - mean) / std for split in datasets.SPLITS}
     torch.manual_seed(seed)
     head = nn.Linear(z["train"].shape[1], present["train"].shape[1])
-    history = engine.fit(head, (z["train"], present["train"]), (z["val"], present["val"]), train_cfg, on_epoch=on_epoch, progress=progress, desc=desc)
+    history = engine.fit(head, (z["train"], present["train"]), (z["val"], present["val"]), train_cfg, on_epoch=on_epoch, progress=progress, desc=desc, device=device)
     return {split: engine.predict(head, zs) for split, zs in z.items()}, history
 
 
@@ -155,9 +161,10 @@ def fingerprint(*parts: Any) -> str:
 
 def finetune(
     cfg: E7, prepared_dir: Path, checkpoint: Path, *, seed: int = 0, tracker: Tracker | None = None, progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Fine-tune every layer of the backbone with a new head; its scores (N, K) per split and run info
-    (train_index, train_images, epochs, precision that ran, seconds, val_loss per epoch)."""
+    (train_index, train_images, epochs, precision and device that ran, seconds, val_loss per epoch)."""
     backbones.check_weights(cfg.weights, "e7.weights")  # before any work
     train_cfg = finetune_config(cfg, seed)
     prepared_dir = Path(prepared_dir)
@@ -171,22 +178,23 @@ def finetune(
     start = time.perf_counter()
     history = engine.fit(
         model, (train["x"], train["present"]), (scenes["val"]["x"], scenes["val"]["present"]), train_cfg,
-        on_epoch=on_epoch, progress=progress, desc="e7 finetune", checkpoint=checkpoint, run_key=run_key,
+        on_epoch=on_epoch, progress=progress, desc="e7 finetune", checkpoint=checkpoint, run_key=run_key, device=device,
     )
     seconds = time.perf_counter() - start
     scores = {split: engine.predict(model, s["x"], train_cfg.eval_batch_size) for split, s in scenes.items()}
     info = {
         "train_index": train["index"], "train_images": len(train["index"]), "epochs": train_cfg.epochs,
-        "precision": history.precision, "seconds": round(seconds, 2), "val_loss": history.val_loss,
+        "precision": history.precision, "device": history.device, "seconds": round(seconds, 2), "val_loss": history.val_loss,
     }
     return scores, info
 
 
 def save_finetune_scores(path: Path, scores: dict[str, torch.Tensor], info: dict) -> None:
-    """What the e7 stage reads back: the scores of every split, the train rows, precision and seconds."""
+    """What the e7 stage reads back: the scores of every split, the train rows, precision, device and seconds."""
     io.save_npz(
         path, **{split: v.numpy() for split, v in scores.items()},
-        train_index=info["train_index"].numpy(), precision=np.array(info["precision"]), seconds=np.array(info["seconds"]),
+        train_index=info["train_index"].numpy(), precision=np.array(info["precision"]), device=np.array(info["device"]),
+        seconds=np.array(info["seconds"]),
     )
 
 
@@ -218,12 +226,12 @@ def _labels_of_rows(scenes: dict, train_index: torch.Tensor) -> dict[str, dict[s
 
 def run_heads(
     cfg: E7, prepared_dir: Path, features_dir: Path, finetune_scores: Path, *, report_path: Path, figure_path: Path,
-    table_path: Path, tracker: Tracker | None = None, seed: int = 0, progress: bool = True,
+    table_path: Path, tracker: Tracker | None = None, seed: int = 0, progress: bool = True, device: torch.device | str = "cpu",
 ) -> dict:
     """Linear heads on the cached features; AP of them and of the fine-tuned model; the report.
 
-    Returns the headline metrics, {"e7": {model: {"train_images", "precision", "seconds",
-    "train": {"map_voc07", "map_sklearn"}, "test": {...}}, "features": {"precision"}}};
+    Returns the headline metrics, {"e7": {model: {"train_images", "precision", "device", "seconds",
+    "train": {"map_voc07", "map_sklearn"}, "test": {...}}, "features": {"precision", "device"}}};
     per-class AP goes to table_path (CSV: model, split, method, class, ap), the figure and the report.
     """
     prepared_dir, features_dir = Path(prepared_dir), Path(features_dir)
@@ -243,9 +251,12 @@ def run_heads(
         present = {split: labels[split]["present"] for split in datasets.SPLITS}
         on_epoch = (lambda epoch, m, name=name: tracker.epoch(name, epoch, m)) if tracker else None
         start = time.perf_counter()
-        scores, history = train_linear_head(features, present, train_cfg, seed=seed, on_epoch=on_epoch, progress=progress, desc=f"e7 {name}")
+        scores, history = train_linear_head(features, present, train_cfg, seed=seed, on_epoch=on_epoch, progress=progress, desc=f"e7 {name}", device=device)
         tables[name] = ap_table(scores, labels, classes)
-        results[name] = {"train_images": len(features["train"]), "precision": history.precision, "seconds": round(time.perf_counter() - start, 2)}
+        results[name] = {
+            "train_images": len(features["train"]), "precision": history.precision, "device": history.device,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
     saved = io.load_npz(finetune_scores)
     scores = {s: torch.from_numpy(saved[s]) for s in datasets.SPLITS}
     labels = _labels_of_rows(scenes, torch.from_numpy(saved["train_index"]))
@@ -253,17 +264,19 @@ def run_heads(
     results["finetuned"] = {
         "train_images": len(saved["train_index"]),
         "precision": str(saved["precision"]) if "precision" in saved else "unknown",
+        "device": str(saved["device"]) if "device" in saved else "unknown",
         "seconds": float(saved["seconds"]),
     }
     for name in MODELS:
         for split in ("train", "test"):
             results[name][split] = {f"map_{method}": tables[name][split][f"map_{method}"] for method in AP_METHODS}
     info_path = features_dir / "info.json"
-    feature_precision = io.read_json(info_path).get("precision", "fp32") if info_path.exists() else "fp32"
+    feature_info = io.read_json(info_path) if info_path.exists() else {}
+    feature_precision = feature_info.get("precision", "fp32")
     write_ap_csv(tables, table_path)
     _ap_figure(tables, classes, figure_path)
     io.write_text(report_path, e7_report(meta, cfg, results, tables, feature_precision, train_cfg, finetune_config(cfg, seed)))
-    return {"e7": {**results, "features": {"precision": feature_precision}}}
+    return {"e7": {**results, "features": {"precision": feature_precision, "device": feature_info.get("device", "unknown")}}}
 
 
 def write_ap_csv(tables: dict[str, dict], path: Path) -> None:

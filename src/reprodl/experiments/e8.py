@@ -57,10 +57,11 @@ def count_trainable(model: nn.Module) -> int:
 
 def run_e8(
     cfg: E8, prepared_dir: Path, *, report_path: Path, summary_path: Path, tracker: Tracker | None = None, seed: int = 0, progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Train every variant of cfg.variants; the metrics tree, the report and the layer summary.
 
-    {"e8": {"n_params", variant: {"n_trainable", "precision", "seconds", "train"/"val"/"test": {"accuracy"}},
+    {"e8": {"n_params", variant: {"n_trainable", "precision", "device", "seconds", "train"/"val"/"test": {"accuracy"}},
     "best": {"variant", "val": {"accuracy"}, "test": {"accuracy"}}}}
     """
     if any(v != "scratch" for v in cfg.variants):  # before any work
@@ -87,9 +88,9 @@ def run_e8(
             io.write_text(summary_path, table + "\n")
         on_epoch = (lambda epoch, m, v=variant: tracker.epoch(v, epoch, m)) if tracker else None
         start = time.perf_counter()
-        history = engine.fit(model, tensors["train"], tensors["val"], train_cfg, on_epoch=on_epoch, progress=progress, desc=f"e8 {variant}")
+        history = engine.fit(model, tensors["train"], tensors["val"], train_cfg, on_epoch=on_epoch, progress=progress, desc=f"e8 {variant}", device=device)
         seconds = time.perf_counter() - start
-        results[variant] = {"n_trainable": n_trainable, "precision": history.precision, "seconds": round(seconds, 2)}
+        results[variant] = {"n_trainable": n_trainable, "precision": history.precision, "device": history.device, "seconds": round(seconds, 2)}
         for split, (x, y) in tensors.items():
             results[variant][split] = {"accuracy": engine.evaluate(model, x, y, train_cfg.loss)["accuracy"]}
         if tracker:

@@ -113,14 +113,15 @@ def model_inputs(data: dict, arch: str, image_size: int) -> tuple[dict[str, torc
 
 
 @torch.no_grad()
-def frozen_features(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The pooled features before the classifier, eval mode; (N, C, H, W) -> (N, D)."""
-    model.eval()
-    parts = [model.forward_head(model.forward_features(x[i : i + batch_size]), pre_logits=True) for i in range(0, len(x), batch_size)]
-    return torch.cat(parts).float()
+def frozen_features(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The pooled features before the classifier, eval mode, computed on `device` (the model is
+    moved there); (N, C, H, W) -> (N, D) on the CPU."""
+    model.eval().to(device)
+    parts = [model.forward_head(model.forward_features(x[i : i + batch_size].to(device)), pre_logits=True) for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).float().cpu()
 
 
-def run_baseline(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool) -> dict[str, Any]:
+def run_baseline(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Frozen backbone, linear head on cached features -> {"probs", "train_seconds", "eval_seconds", ...}."""
     block = cfg.baseline
     images, labels = model_inputs(data, block.arch, cfg.image_size)
@@ -129,13 +130,13 @@ def run_baseline(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool)
     )
     train_cfg = engine.train_config(block.head, seed=seed)
     start = time.perf_counter()
-    feats = {split: frozen_features(backbone, images[split], block.feature_batch_size) for split in ("train", "val")}
+    feats = {split: frozen_features(backbone, images[split], block.feature_batch_size, device) for split in ("train", "val")}
     torch.manual_seed(seed)
     head = nn.Linear(feats["train"].shape[1], n_classes)
-    history = engine.fit(head, (feats["train"], labels["train"]), (feats["val"], labels["val"]), train_cfg, progress=progress, desc="e9 baseline head")
+    history = engine.fit(head, (feats["train"], labels["train"]), (feats["val"], labels["val"]), train_cfg, progress=progress, desc="e9 baseline head", device=device)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    probs = torch.softmax(engine.predict(head, frozen_features(backbone, images["test"], block.feature_batch_size)), 1).numpy()
+    probs = torch.softmax(engine.predict(head, frozen_features(backbone, images["test"], block.feature_batch_size, device)), 1).numpy()
     eval_seconds = time.perf_counter() - start
     return {
         "probs": probs, "history": history, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
@@ -143,7 +144,7 @@ def run_baseline(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool)
     }
 
 
-def run_vit(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool, on_epoch=None) -> dict[str, Any]:
+def run_vit(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool, on_epoch=None, device: torch.device | str = "cpu") -> dict[str, Any]:
     block = cfg.vit
     images, labels = model_inputs(data, block.arch, cfg.image_size)
     model = backbones.load_timm_backbone(
@@ -152,7 +153,7 @@ def run_vit(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool, on_e
     train_cfg = engine.train_config(block.train, seed=seed)
     start = time.perf_counter()
     history = engine.fit(model, (images["train"], labels["train"]), (images["val"], labels["val"]), train_cfg,
-                         on_epoch=on_epoch, progress=progress, desc="e9 vit")
+                         on_epoch=on_epoch, progress=progress, desc="e9 vit", device=device)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     probs = torch.softmax(engine.predict(model, images["test"], batch_size=256).float(), 1).numpy()
@@ -163,12 +164,12 @@ def run_vit(cfg: E9, data: dict, n_classes: int, seed: int, progress: bool, on_e
 
 def run_e9(
     cfg: E9, prepared_dir: Path, *, report_path: Path, figures_dir: Path, tables_dir: Path,
-    tracker: Tracker | None = None, seed: int = 0, progress: bool = True,
+    tracker: Tracker | None = None, seed: int = 0, progress: bool = True, device: torch.device | str = "cpu",
 ) -> tuple[dict, dict]:
     """Every subset, both models -> (metrics tree, timings tree); writes the report, figures and tables.
 
     metrics: {"e9": {"dataset", "profile", "images_per_class", "split": {"train", "val", "test"},
-    "subsets": {"<K>": {"baseline" | "vit": {"accuracy", "top3_accuracy", "val_accuracy", "precision"},
+    "subsets": {"<K>": {"baseline" | "vit": {"accuracy", "top3_accuracy", "val_accuracy", "precision", "device"},
     "vit_minus_baseline": accuracy difference}}}}
     timings: {"subsets": {"<K>": {model: {"train_seconds", "eval_seconds"}, "train_seconds_ratio": vit / baseline}}}
     """
@@ -195,8 +196,8 @@ def run_e9(
         data = draw_subset(splits, classes, counts, seed)
         y_test = data["test"][1]
         results = {
-            "baseline": run_baseline(cfg, data, k, seed, progress),
-            "vit": run_vit(cfg, data, k, seed, progress, on_epoch=(lambda e, m, k=k: tracker.epoch(f"vit_{k}", e, m)) if tracker else None),
+            "baseline": run_baseline(cfg, data, k, seed, progress, device),
+            "vit": run_vit(cfg, data, k, seed, progress, on_epoch=(lambda e, m, k=k: tracker.epoch(f"vit_{k}", e, m)) if tracker else None, device=device),
         }
         entry, times = {}, {}
         for model_name, result in results.items():
@@ -208,6 +209,7 @@ def run_e9(
                 "top3_accuracy": top_k_accuracy(probs, y_test, 3),
                 "val_accuracy": result["history"].val_accuracy[-1],
                 "precision": result["history"].precision,
+                "device": result["history"].device,
             }
             times[model_name] = {"train_seconds": round(result["train_seconds"], 2), "eval_seconds": round(result["eval_seconds"], 3)}
             save_probability_confusion(matrix, names, figures_dir / f"probability_confusion_{k}_{model_name}.png",

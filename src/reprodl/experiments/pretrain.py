@@ -42,10 +42,11 @@ def source_images(
 
 def run_pretrain(
     cfg: Pretrain, prepared_dir: Path, models_dir: Path, *, archs: list[str] | None = None, seed: int = 0, progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Train `archs` (default: every arch of cfg.archs) on the source; save models_dir/<arch>.pt; return the metrics tree.
 
-    {"pretrain": {arch: {"n_images", "precision", "seconds", "train": {"accuracy", "loss"}, "val": {...}}}}
+    {"pretrain": {arch: {"n_images", "precision", "device", "seconds", "train": {"accuracy", "loss"}, "val": {...}}}}
     (train: the last epoch's running figures, augmented; val: the source's val split after training).
     """
     prepared_dir = Path(prepared_dir)
@@ -61,12 +62,12 @@ def run_pretrain(
         val = source_images(prepared_dir, cfg.image_size, None, seed, "val", arch=arch)
         model = backbones.build_backbone(arch, n_classes, seed=seed, zero_init_residual=True, image_size=cfg.image_size)
         start = time.perf_counter()
-        history = engine.fit(model, (x, y), val, train_cfg, progress=progress, desc=f"pretrain {arch}")
+        history = engine.fit(model, (x, y), val, train_cfg, progress=progress, desc=f"pretrain {arch}", device=device)
         seconds = time.perf_counter() - start
         source = f"pretrain stage: {arch} trained on the train split of {cfg.dataset} at {cfg.image_size} px ({len(x)} images)"
         backbones.save_backbone(Path(models_dir) / f"{arch}.pt", arch, model, source)
         results[arch] = {
-            "n_images": len(x), "precision": history.precision, "seconds": round(seconds, 2),
+            "n_images": len(x), "precision": history.precision, "device": history.device, "seconds": round(seconds, 2),
             "train": {"accuracy": history.train_accuracy[-1], "loss": history.train_loss[-1]},
             "val": {"accuracy": history.val_accuracy[-1], "loss": history.val_loss[-1]},
         }
