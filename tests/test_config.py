@@ -132,6 +132,56 @@ def test_bad_sources_are_named(tmp_path):
         _sources_without(tmp_path, "usps")
 
 
+def _write_sources(tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
+    change(raw)
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _source_errors(tmp_path: Path, change, needed=None) -> list[str]:
+    with pytest.raises(config.ConfigError) as err:
+        config.load_sources(_write_sources(tmp_path, change), needed=needed)
+    return err.value.lines
+
+
+def test_a_misspelt_key_in_a_sources_file_entry_gets_the_entrys_keys(tmp_path):
+    """A bug found by mutation testing: under `files:` (a mapping of names to entries) the hint was
+    "known keys: " with nothing after it; the file's key (train_images) is now skipped like a list index."""
+
+    def misspell(raw):
+        raw["mnist"]["files"]["train_images"]["mdd5"] = raw["mnist"]["files"]["train_images"].pop("md5")
+
+    assert _source_errors(tmp_path, misspell) == [
+        "sources.yaml: mnist.files.train_images.md5 is missing",
+        "sources.yaml: mnist.files.train_images.mdd5 is not a known key (did you mean md5?)",
+    ]
+    assert _source_errors(tmp_path, lambda raw: raw["usps"].update(mirorrs=[])) == [
+        "sources.yaml: usps.mirorrs is not a known key (did you mean mirrors?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b"seed: 0\ne1: value: other\n", "params.yaml: line 2, column 10: not valid YAML (mapping values are not allowed here)"),
+        (b"seed: 0\n  data: 1\n", "params.yaml: line 2, column 7: not valid YAML (mapping values are not allowed here)"),
+        # Characters YAML refuses: no line and column from PyYAML, the reason only. The second, a
+        # Latin-1 byte in a UTF-8 file, used to escape as a UnicodeDecodeError traceback (fixed).
+        (b"seed: 0\ne1: \x07\n", "params.yaml: not valid YAML (unacceptable character #x0007: special characters are not allowed)"),
+        (b"seed: 0 # caf\xe9\n", "params.yaml: not valid YAML (unacceptable character #x00e9: invalid continuation byte)"),
+        (b"- e1\n- e2\n", "params.yaml: must be a mapping of sections, got list"),
+    ],
+)
+def test_a_file_that_is_not_yaml_or_not_a_mapping_is_one_exact_line(tmp_path, text, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load_params(path)
+    assert err.value.lines == [expected]
+
+
 def _sources_without(tmp_path: Path, name: str):
     raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
     del raw[name]
