@@ -75,6 +75,20 @@ def test_every_params_key_is_a_field_and_every_field_a_key():
         ({"pretrain.archs": ["resnet50", "resnet18"], "pretrain.resnet18": DELETE}, "params.yaml: pretrain.resnet18 is missing: pretrain.archs lists resnet18"),
         ({"pretrain.dataset": "mnist"}, "params.yaml: pretrain.dataset must be one of colour_digits, sklearn_digits, stanford_dogs, usps"),
         ({"e4.layers.0.layer": ""}, "params.yaml: e4.layers[0].layer must not be empty"),
+        # Every other kind of bad value, each in its own words (mutation testing: docs/mutation.md).
+        ({"e1.convnet.momentum": 1.0}, "params.yaml: e1.convnet.momentum must be < 1, got 1.0"),
+        ({"data.split.train": 1.5}, "params.yaml: data.split.train must be <= 1, got 1.5"),
+        ({"e1.convnet.lr": "0.1"}, "params.yaml: e1.convnet.lr must be a number, got '0.1'"),
+        ({"e1.convnet.lr": float("inf")}, "params.yaml: e1.convnet.lr must be a finite number"),
+        ({"e1.dataset": 3}, "params.yaml: e1.dataset must be a string, got 3"),
+        ({"data.datasets": "mnist"}, "params.yaml: data.datasets must be a list, got 'mnist'"),
+        ({"e1.models": []}, "params.yaml: e1.models must list at least 1 item(s), got []"),
+        ({"e1.convnet.channels": [8, 16, 32]}, "params.yaml: e1.convnet.channels must list at most 2 item(s), got [8, 16, 32]"),
+        ({"e1.convnet": 3}, "params.yaml: e1.convnet must be a mapping of keys, got 3"),
+        ({"e4.layers.0.model": "e1/mlp"}, "params.yaml: e4.layers[0].model must be a plain name (letters, digits, _), got 'e1/mlp'"),
+        ({"e4.layers.0.modle": "mlp"}, "params.yaml: e4.layers[0].modle is not a known key (did you mean model?)"),
+        ({"e1.convnet.augment.zoom": 0.1}, "params.yaml: e1.convnet.augment.zoom is not a known key (known keys: shift, rotate, scale)"),
+        ({"e7.weights": " "}, "params.yaml: e7.weights must be 'imagenet', 'none' or the path of a weights file, got ' '"),
     ],
 )
 def test_bad_input_gets_one_line_naming_the_key(overrides, expected):
@@ -162,11 +176,75 @@ def test_a_misspelt_key_in_a_sources_file_entry_gets_the_entrys_keys(tmp_path):
     ]
 
 
+def test_every_bad_sources_entry_is_named_with_the_unknown_and_missing_datasets(tmp_path):
+    """An unknown dataset, a missing one and bad entries are all reported in one go."""
+    url = "https://example.org/"
+
+    def break_it(raw):
+        raw["cifar10"] = {"mirrors": [url], "files": {"train": {"name": "train.tgz", "md5": "0" * 32}}}  # a valid entry
+        raw["mnist"]["files"] = {}
+        raw["usps"]["files"] = "usps.bz2"
+        raw["voc2007"]["files"]["trainval"] = {"name": "VOC/trainval.tar", "md5": "0" * 32}
+        raw["stanford_dogs"]["files"]["7"] = {"name": "seven.tar", "md5": "7"}  # a key that looks like an index
+        del raw["fashion_mnist"]
+
+    lines = _source_errors(tmp_path, break_it, needed=["fashion_mnist"])
+    assert lines[0] == f"sources.yaml: cifar10 is not a known dataset (one of {config_datasets()})", lines
+    assert set(lines[1:]) == {
+        "sources.yaml: mnist.files must not be empty",
+        "sources.yaml: usps.files must be a mapping of keys, got 'usps.bz2'",
+        "sources.yaml: voc2007.files.trainval.name must be a file name without a folder, got 'VOC/trainval.tar'",
+        "sources.yaml: stanford_dogs.files[7].md5 must be 32 hex digits, got '7'",
+    }, lines
+    # Only the unknown and the missing dataset: both lines, the unknown one first.
+    assert _source_errors(tmp_path, lambda raw: (raw.update(cifar10=raw["usps"]), raw.pop("fashion_mnist")), needed=["fashion_mnist"]) == [
+        f"sources.yaml: cifar10 is not a known dataset (one of {config_datasets()})",
+        "sources.yaml: fashion_mnist is missing (data.profile full prepares it: give its mirrors and files)",
+    ]
+
+
+def config_datasets() -> str:
+    from reprodl.datasets import DATASETS
+
+    return ", ".join(DATASETS)
+
+
+def test_params_and_sources_are_read_from_the_working_directory_by_default(tmp_path, monkeypatch):
+    """Stages and `reprodl check` run from the repository root and name no file."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({"seed": 7})))
+    _write_sources(tmp_path, lambda raw: raw.pop("usps"))
+    monkeypatch.chdir(tmp_path)
+    assert config.load_params().seed == 7
+    assert "usps" not in config.load_sources() and "mnist" in config.load_sources()
+
+
+def test_errors_name_the_file_they_come_from(tmp_path):
+    """A params file of another name (tests/e2e_params.yaml) is named in its lines; the exception's
+    text is its lines, one per line (what an uncaught ConfigError prints)."""
+    path = tmp_path / "e2e_params.yaml"
+    path.write_text(yaml.safe_dump(raw_params({"seed": -1, "sed": 1})))
+    with pytest.raises(config.ConfigError) as err:
+        config.load_params(path)
+    assert sorted(err.value.lines) == [
+        "e2e_params.yaml: sed is not a known key (did you mean seed?)",
+        "e2e_params.yaml: seed must be >= 0, got -1",
+    ]
+    assert str(err.value).splitlines() == err.value.lines
+
+
+def test_a_missing_params_file_says_where_to_run_from(tmp_path):
+    with pytest.raises(config.ConfigError) as err:
+        config.load_params(tmp_path / "params.yaml")
+    assert err.value.lines == [f"{tmp_path / 'params.yaml'}: not found; run from the repository root (dvc repro does)"]
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
         (b"seed: 0\ne1: value: other\n", "params.yaml: line 2, column 10: not valid YAML (mapping values are not allowed here)"),
         (b"seed: 0\n  data: 1\n", "params.yaml: line 2, column 7: not valid YAML (mapping values are not allowed here)"),
+        # PyYAML's message opens with its context ("while parsing a flow sequence"): the problem is what counts.
+        (b"seed: 0\ne1: [a, b\ne2: 1\n", "params.yaml: line 3, column 3: not valid YAML (expected ',' or ']', but got ':')"),
         # Characters YAML refuses: no line and column from PyYAML, the reason only. The second, a
         # Latin-1 byte in a UTF-8 file, used to escape as a UnicodeDecodeError traceback (fixed).
         (b"seed: 0\ne1: \x07\n", "params.yaml: not valid YAML (unacceptable character #x0007: special characters are not allowed)"),
@@ -180,6 +258,39 @@ def test_a_file_that_is_not_yaml_or_not_a_mapping_is_one_exact_line(tmp_path, te
     with pytest.raises(config.ConfigError) as err:
         config.load_params(path)
     assert err.value.lines == [expected]
+
+
+def test_validate_names_the_top_level_and_falls_back_to_pydantics_own_words():
+    """validate() takes any model: a value that is not a mapping is blamed on "(top level)", and an
+    error kind without wording of its own keeps pydantic's message, lower-cased, with the value."""
+    from pydantic import BaseModel, Field
+
+    class Tag(BaseModel):
+        name: str = Field(max_length=3)
+
+    with pytest.raises(config.ConfigError) as err:
+        config.validate(["seed"])
+    assert err.value.lines == ["params.yaml: (top level) must be a mapping of keys, got ['seed']"]
+    with pytest.raises(config.ConfigError) as err:
+        config.validate({"name": "long"}, "tags.yaml", Tag)
+    assert err.value.lines == ["tags.yaml: name string should have at most 3 characters, got 'long'"]
+
+
+def test_param_error_names_the_file_and_the_key():
+    """The error experiments raise for checks that need files (a missing weights file...)."""
+    err = config.ParamError("e7.weights", "names the weights file w.pt, which does not exist")
+    assert str(err) == "params.yaml: e7.weights names the weights file w.pt, which does not exist"
+    assert err.key == "e7.weights"
+    assert str(config.ParamError("mnist", "is missing", file="sources.yaml")) == "sources.yaml: mnist is missing"
+
+
+def test_a_section_built_in_python_reports_its_validators_message():
+    """Sections are also built directly (tests, experiments): pydantic's own error then carries the
+    validator's words, not an empty message."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="applies to optimizer sgd only, not adam: remove the key"):
+        config.Train(epochs=1, batch_size=1, lr=0.1, optimizer="adam", momentum=0.9)
 
 
 def _sources_without(tmp_path: Path, name: str):
