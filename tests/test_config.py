@@ -146,6 +146,24 @@ def test_bad_sources_are_named(tmp_path):
         _sources_without(tmp_path, "usps")
 
 
+def test_a_yaml_merge_key_shares_a_block_and_a_key_given_twice_next_to_it_is_still_refused(tmp_path):
+    """`<<: *block` (YAML's merge key, which PyYAML's safe loader reads) was refused with "could not
+    determine a constructor for the tag 'tag:yaml.org,2002:merge'": the duplicate-key check built every
+    key itself, the merge key too. Keys set next to a merge key override the merged ones, as in YAML."""
+    text = (ROOT / "params.yaml").read_text()
+    logreg = "  logreg:\n    epochs: 20\n    batch_size: 100\n"
+    mlp = "    epochs: 30\n    batch_size: 100\n    lr: 0.1\n"
+    assert logreg in text and mlp in text
+    shared = text.replace(logreg, logreg.replace("logreg:", "logreg: &plain_sgd"), 1).replace(mlp, "    <<: *plain_sgd\n    epochs: 30\n    lr: 0.1\n", 1)
+    path = tmp_path / "params.yaml"
+    path.write_text(shared)
+    mlp_block = config.load_params(path).e1.mlp
+    assert (mlp_block.epochs, mlp_block.batch_size, mlp_block.lr, mlp_block.momentum) == (30, 100, 0.1, 0.9)
+    path.write_text(shared.replace("    <<: *plain_sgd\n    epochs: 30\n", "    <<: *plain_sgd\n    epochs: 30\n    epochs: 40\n", 1))
+    with pytest.raises(config.ConfigError, match=r"^params\.yaml: line \d+: epochs appears twice in one mapping"):
+        config.load_params(path)
+
+
 def _write_sources(tmp_path: Path, change) -> Path:
     raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
     change(raw)
