@@ -203,6 +203,7 @@ def test_epoch_results_timings_snapshots_and_callback_of_a_stack_with_a_diverged
     result, _ = grid.fit_stack(specs, TRAIN, VAL, batch_size=60, epochs=3, seed=0, n_classes=N_CLASSES, snapshot_epochs=[2, 3],
                                eval_sets={"test": VAL}, progress=False, on_epoch=on_epoch)
     elapsed = time.perf_counter() - start
+    assert result.specs == specs  # row m is specs[m]
     assert 0 < result.seconds[0] < result.seconds[1] < result.seconds[2] <= elapsed
     assert result.diverged_epoch.dtype.kind == "i" and result.diverged_epoch.tolist() == [0, 1]
     for epoch in (2, 3):
@@ -216,6 +217,18 @@ def test_epoch_results_timings_snapshots_and_callback_of_a_stack_with_a_diverged
         assert np.isfinite(val_loss[:epoch]).all() and np.isnan(val_loss[epoch:]).all()
     no_sets, _ = grid.fit_stack(specs[:1], TRAIN, VAL, batch_size=60, epochs=1, seed=0, n_classes=N_CLASSES, snapshot_epochs=[1], progress=False)
     assert no_sets.snapshots == {1: {}}
+
+
+def test_a_model_is_diverged_from_the_first_epoch_whose_val_loss_is_not_finite_and_stays_so():
+    """One step per epoch: an infinite lr leaves the epoch-1 training loss finite (it is taken before
+    the step) but not the val loss after it; lr 1e15 blows up in epoch 2. A model silenced in epoch 1
+    must stay out of the results when another one diverges later."""
+    specs = [grid.ModelSpec((6,), 0.1, 0), grid.ModelSpec((6,), float("inf"), 1), grid.ModelSpec((6,), 1e15, 0)]
+    result, _ = grid.fit_stack(specs, TRAIN, VAL, batch_size=len(TRAIN[0]), epochs=3, seed=0, n_classes=N_CLASSES, progress=False)
+    assert result.diverged_epoch.tolist() == [0, 1, 2]
+    assert np.isfinite(result.val_loss[0]).all()
+    assert np.isnan(result.val_loss[1]).all() and np.isnan(result.train_loss[1]).all()
+    assert np.isfinite(result.val_loss[2, 0]) and np.isnan(result.val_loss[2, 1:]).all()
 
 
 def test_fit_stacks_uses_a_spawn_pool_of_one_process_per_job_at_most(monkeypatch):
@@ -282,8 +295,12 @@ def test_on_a_terminal_the_progress_bar_is_drawn_by_default_and_never_with_progr
     for progress in (None, False):  # None: the default
         monkeypatch.setattr(sys, "stderr", Terminal())
         kwargs = {} if progress is None else {"progress": progress}
-        result, _ = grid.fit_stack([spec], TRAIN, VAL, batch_size=120, epochs=1, seed=0, n_classes=N_CLASSES, **kwargs)
+        result, _ = grid.fit_stack([spec], TRAIN, VAL, batch_size=120, epochs=2, seed=0, n_classes=N_CLASSES, **kwargs)
         drawn[progress] = sys.stderr.getvalue()
-    assert drawn[None].startswith("\rstack: ") and "/1 [" in drawn[None], drawn[None]  # named, one epoch in all
-    assert f"best_val_accuracy={result.val_accuracy[0, 0]:.4f}" in drawn[None] and "epoch/s" in drawn[None]
+    bar = drawn[None]
+    assert bar.startswith("\rstack: ") and "/2 [" in bar and "epoch/s" in bar, bar  # named, counting epochs
+    for epoch in (0, 1):  # after each epoch, that epoch's best val accuracy
+        assert f"best_val_accuracy={result.val_accuracy[0, epoch]:.4f}" in bar, bar
+    assert "nan" not in bar
+    assert bar.endswith("\r") and "\n" not in bar, "cleared at the end, not left behind (E2 draws one bar per stack)"
     assert drawn[False] == ""
