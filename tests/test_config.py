@@ -75,6 +75,20 @@ def test_every_params_key_is_a_field_and_every_field_a_key():
         ({"pretrain.archs": ["resnet50", "resnet18"], "pretrain.resnet18": DELETE}, "params.yaml: pretrain.resnet18 is missing: pretrain.archs lists resnet18"),
         ({"pretrain.dataset": "mnist"}, "params.yaml: pretrain.dataset must be one of colour_digits, sklearn_digits, stanford_dogs, usps"),
         ({"e4.layers.0.layer": ""}, "params.yaml: e4.layers[0].layer must not be empty"),
+        # Every other kind of bad value, each in its own words (mutation testing: docs/mutation.md).
+        ({"e1.convnet.momentum": 1.0}, "params.yaml: e1.convnet.momentum must be < 1, got 1.0"),
+        ({"data.split.train": 1.5}, "params.yaml: data.split.train must be <= 1, got 1.5"),
+        ({"e1.convnet.lr": "0.1"}, "params.yaml: e1.convnet.lr must be a number, got '0.1'"),
+        ({"e1.convnet.lr": float("inf")}, "params.yaml: e1.convnet.lr must be a finite number"),
+        ({"e1.dataset": 3}, "params.yaml: e1.dataset must be a string, got 3"),
+        ({"data.datasets": "mnist"}, "params.yaml: data.datasets must be a list, got 'mnist'"),
+        ({"e1.models": []}, "params.yaml: e1.models must list at least 1 item(s), got []"),
+        ({"e1.convnet.channels": [8, 16, 32]}, "params.yaml: e1.convnet.channels must list at most 2 item(s), got [8, 16, 32]"),
+        ({"e1.convnet": 3}, "params.yaml: e1.convnet must be a mapping of keys, got 3"),
+        ({"e4.layers.0.model": "e1/mlp"}, "params.yaml: e4.layers[0].model must be a plain name (letters, digits, _), got 'e1/mlp'"),
+        ({"e4.layers.0.modle": "mlp"}, "params.yaml: e4.layers[0].modle is not a known key (did you mean model?)"),
+        ({"e1.convnet.augment.zoom": 0.1}, "params.yaml: e1.convnet.augment.zoom is not a known key (known keys: shift, rotate, scale)"),
+        ({"e7.weights": " "}, "params.yaml: e7.weights must be 'imagenet', 'none' or the path of a weights file, got ' '"),
     ],
 )
 def test_bad_input_gets_one_line_naming_the_key(overrides, expected):
@@ -130,6 +144,171 @@ def test_bad_sources_are_named(tmp_path):
     }
     with pytest.raises(config.ConfigError, match="sources.yaml: usps is missing"):
         _sources_without(tmp_path, "usps")
+
+
+def test_a_yaml_merge_key_shares_a_block_and_a_key_given_twice_next_to_it_is_still_refused(tmp_path):
+    """`<<: *block` (YAML's merge key, which PyYAML's safe loader reads) was refused with "could not
+    determine a constructor for the tag 'tag:yaml.org,2002:merge'": the duplicate-key check built every
+    key itself, the merge key too. Keys set next to a merge key override the merged ones, as in YAML."""
+    text = (ROOT / "params.yaml").read_text()
+    logreg = "  logreg:\n    epochs: 20\n    batch_size: 100\n"
+    mlp = "    epochs: 30\n    batch_size: 100\n    lr: 0.1\n"
+    assert logreg in text and mlp in text
+    shared = text.replace(logreg, logreg.replace("logreg:", "logreg: &plain_sgd"), 1).replace(mlp, "    <<: *plain_sgd\n    epochs: 30\n    lr: 0.1\n", 1)
+    path = tmp_path / "params.yaml"
+    path.write_text(shared)
+    mlp_block = config.load_params(path).e1.mlp
+    assert (mlp_block.epochs, mlp_block.batch_size, mlp_block.lr, mlp_block.momentum) == (30, 100, 0.1, 0.9)
+    path.write_text(shared.replace("    <<: *plain_sgd\n    epochs: 30\n", "    <<: *plain_sgd\n    epochs: 30\n    epochs: 40\n", 1))
+    with pytest.raises(config.ConfigError, match=r"^params\.yaml: line \d+: epochs appears twice in one mapping"):
+        config.load_params(path)
+
+
+def _write_sources(tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load((ROOT / "sources.yaml").read_text())
+    change(raw)
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _source_errors(tmp_path: Path, change, needed=None) -> list[str]:
+    with pytest.raises(config.ConfigError) as err:
+        config.load_sources(_write_sources(tmp_path, change), needed=needed)
+    return err.value.lines
+
+
+def test_a_misspelt_key_in_a_sources_file_entry_gets_the_entrys_keys(tmp_path):
+    """A bug found by mutation testing: under `files:` (a mapping of names to entries) the hint was
+    "known keys: " with nothing after it; the file's key (train_images) is now skipped like a list index."""
+
+    def misspell(raw):
+        raw["mnist"]["files"]["train_images"]["mdd5"] = raw["mnist"]["files"]["train_images"].pop("md5")
+
+    assert _source_errors(tmp_path, misspell) == [
+        "sources.yaml: mnist.files.train_images.md5 is missing",
+        "sources.yaml: mnist.files.train_images.mdd5 is not a known key (did you mean md5?)",
+    ]
+    assert _source_errors(tmp_path, lambda raw: raw["usps"].update(mirorrs=[])) == [
+        "sources.yaml: usps.mirorrs is not a known key (did you mean mirrors?)"
+    ]
+
+
+def test_every_bad_sources_entry_is_named_with_the_unknown_and_missing_datasets(tmp_path):
+    """An unknown dataset, a missing one and bad entries are all reported in one go."""
+    url = "https://example.org/"
+
+    def break_it(raw):
+        raw["cifar10"] = {"mirrors": [url], "files": {"train": {"name": "train.tgz", "md5": "0" * 32}}}  # a valid entry
+        raw["mnist"]["files"] = {}
+        raw["usps"]["files"] = "usps.bz2"
+        raw["voc2007"]["files"]["trainval"] = {"name": "VOC/trainval.tar", "md5": "0" * 32}
+        raw["stanford_dogs"]["files"]["7"] = {"name": "seven.tar", "md5": "7"}  # a key that looks like an index
+        del raw["fashion_mnist"]
+
+    lines = _source_errors(tmp_path, break_it, needed=["fashion_mnist"])
+    assert lines[0] == f"sources.yaml: cifar10 is not a known dataset (one of {config_datasets()})", lines
+    assert set(lines[1:]) == {
+        "sources.yaml: mnist.files must not be empty",
+        "sources.yaml: usps.files must be a mapping of keys, got 'usps.bz2'",
+        "sources.yaml: voc2007.files.trainval.name must be a file name without a folder, got 'VOC/trainval.tar'",
+        "sources.yaml: stanford_dogs.files[7].md5 must be 32 hex digits, got '7'",
+    }, lines
+    # Only the unknown and the missing dataset: both lines, the unknown one first.
+    assert _source_errors(tmp_path, lambda raw: (raw.update(cifar10=raw["usps"]), raw.pop("fashion_mnist")), needed=["fashion_mnist"]) == [
+        f"sources.yaml: cifar10 is not a known dataset (one of {config_datasets()})",
+        "sources.yaml: fashion_mnist is missing (data.profile full prepares it: give its mirrors and files)",
+    ]
+
+
+def config_datasets() -> str:
+    from reprodl.datasets import DATASETS
+
+    return ", ".join(DATASETS)
+
+
+def test_params_and_sources_are_read_from_the_working_directory_by_default(tmp_path, monkeypatch):
+    """Stages and `reprodl check` run from the repository root and name no file."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({"seed": 7})))
+    _write_sources(tmp_path, lambda raw: raw.pop("usps"))
+    monkeypatch.chdir(tmp_path)
+    assert config.load_params().seed == 7
+    assert "usps" not in config.load_sources() and "mnist" in config.load_sources()
+
+
+def test_errors_name_the_file_they_come_from(tmp_path):
+    """A params file of another name (tests/e2e_params.yaml) is named in its lines; the exception's
+    text is its lines, one per line (what an uncaught ConfigError prints)."""
+    path = tmp_path / "e2e_params.yaml"
+    path.write_text(yaml.safe_dump(raw_params({"seed": -1, "sed": 1})))
+    with pytest.raises(config.ConfigError) as err:
+        config.load_params(path)
+    assert sorted(err.value.lines) == [
+        "e2e_params.yaml: sed is not a known key (did you mean seed?)",
+        "e2e_params.yaml: seed must be >= 0, got -1",
+    ]
+    assert str(err.value).splitlines() == err.value.lines
+
+
+def test_a_missing_params_file_says_where_to_run_from(tmp_path):
+    with pytest.raises(config.ConfigError) as err:
+        config.load_params(tmp_path / "params.yaml")
+    assert err.value.lines == [f"{tmp_path / 'params.yaml'}: not found; run from the repository root (dvc repro does)"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b"seed: 0\ne1: value: other\n", "params.yaml: line 2, column 10: not valid YAML (mapping values are not allowed here)"),
+        (b"seed: 0\n  data: 1\n", "params.yaml: line 2, column 7: not valid YAML (mapping values are not allowed here)"),
+        # PyYAML's message opens with its context ("while parsing a flow sequence"): the problem is what counts.
+        (b"seed: 0\ne1: [a, b\ne2: 1\n", "params.yaml: line 3, column 3: not valid YAML (expected ',' or ']', but got ':')"),
+        # Characters YAML refuses: no line and column from PyYAML, the reason only. The second, a
+        # Latin-1 byte in a UTF-8 file, used to escape as a UnicodeDecodeError traceback (fixed).
+        (b"seed: 0\ne1: \x07\n", "params.yaml: not valid YAML (unacceptable character #x0007: special characters are not allowed)"),
+        (b"seed: 0 # caf\xe9\n", "params.yaml: not valid YAML (unacceptable character #x00e9: invalid continuation byte)"),
+        (b"- e1\n- e2\n", "params.yaml: must be a mapping of sections, got list"),
+    ],
+)
+def test_a_file_that_is_not_yaml_or_not_a_mapping_is_one_exact_line(tmp_path, text, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load_params(path)
+    assert err.value.lines == [expected]
+
+
+def test_validate_names_the_top_level_and_falls_back_to_pydantics_own_words():
+    """validate() takes any model: a value that is not a mapping is blamed on "(top level)", and an
+    error kind without wording of its own keeps pydantic's message, lower-cased, with the value."""
+    from pydantic import BaseModel, Field
+
+    class Tag(BaseModel):
+        name: str = Field(max_length=3)
+
+    with pytest.raises(config.ConfigError) as err:
+        config.validate(["seed"])
+    assert err.value.lines == ["params.yaml: (top level) must be a mapping of keys, got ['seed']"]
+    with pytest.raises(config.ConfigError) as err:
+        config.validate({"name": "long"}, "tags.yaml", Tag)
+    assert err.value.lines == ["tags.yaml: name string should have at most 3 characters, got 'long'"]
+
+
+def test_param_error_names_the_file_and_the_key():
+    """The error experiments raise for checks that need files (a missing weights file...)."""
+    err = config.ParamError("e7.weights", "names the weights file w.pt, which does not exist")
+    assert str(err) == "params.yaml: e7.weights names the weights file w.pt, which does not exist"
+    assert err.key == "e7.weights"
+    assert str(config.ParamError("mnist", "is missing", file="sources.yaml")) == "sources.yaml: mnist is missing"
+
+
+def test_a_section_built_in_python_reports_its_validators_message():
+    """Sections are also built directly (tests, experiments): pydantic's own error then carries the
+    validator's words, not an empty message."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="applies to optimizer sgd only, not adam: remove the key"):
+        config.Train(epochs=1, batch_size=1, lr=0.1, optimizer="adam", momentum=0.9)
 
 
 def _sources_without(tmp_path: Path, name: str):

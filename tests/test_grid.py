@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,166 @@ def test_the_one_worker_path_runs_on_one_thread_and_restores_the_count_after(mon
         assert torch.get_num_threads() == threads, "restored after a failure too"
     finally:
         torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------- found by mutation testing
+# (docs/mutation.md): each test below failed on at least one mutant of reprodl.grid that the tests
+# above let through. All run in well under a second.
+
+
+def test_the_class_count_defaults_to_the_largest_label_of_train_and_val():
+    """Without n_classes, every model gets max label + 1 logits, the val split counted too."""
+    spec = grid.ModelSpec((5,), 0.1, 0)
+    for train_classes, val_classes in ((8, 9), (9, 8)):  # the largest label (8) only in val, then only in train
+        train = (TRAIN[0], torch.arange(len(TRAIN[0])) % train_classes)
+        val = (VAL[0], torch.arange(len(VAL[0])) % val_classes)
+        _, stack = grid.fit_stack([spec], train, val, batch_size=120, epochs=1, seed=0, progress=False)
+        assert stack.model_state(0)["logits.weight"].shape == (9, 5)
+
+
+def test_an_empty_training_split_is_refused():
+    with pytest.raises(ValueError, match="^the training split is empty$"):
+        grid.fit_stack([grid.ModelSpec((5,), 0.1, 0)], (TRAIN[0][:0], TRAIN[1][:0]), VAL, batch_size=8, epochs=1, seed=0, n_classes=N_CLASSES, progress=False)
+
+
+def test_a_stack_of_no_model_or_of_mixed_depths_is_refused_naming_the_widths():
+    with pytest.raises(ValueError) as err:
+        grid.MLPStack([grid.ModelSpec((4,), 0.1, 0), grid.ModelSpec((4, 4), 0.1, 0)], N_INPUTS, N_CLASSES)
+    assert str(err.value) == "a stack needs models of one depth, got hidden widths [(4,), (4, 4)]"
+    with pytest.raises(ValueError, match=r"^a stack needs models of one depth, got hidden widths \[\]$"):
+        grid.MLPStack([], N_INPUTS, N_CLASSES)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda s: s.ws[0][0, 2, 0],  # layer 2 of the narrow model (widths 3, 2): its first padded row
+        lambda s: s.ws[0][0, 0, 3],  # ... its first padded column (layer-1 width 3)
+        lambda s: s.bs[0][0, 2],  # ... its first padded bias
+        lambda s: s.w_out[0, 0, 2],  # the head's first padded column
+    ],
+    ids=["rows", "columns", "bias", "head"],
+)
+def test_padding_is_zero_notices_a_padded_weight_that_moved(where):
+    """The invariant check the padding tests rely on must be able to fail."""
+    stack = grid.MLPStack([grid.ModelSpec((3, 2), 0.1, 0), grid.ModelSpec((5, 4), 0.1, 1)], N_INPUTS, N_CLASSES)
+    assert stack.padding_is_zero()
+    where(stack).fill_(1e-3)
+    assert not stack.padding_is_zero()
+
+
+def test_epoch_results_timings_snapshots_and_callback_of_a_stack_with_a_diverged_model():
+    """What the E2 and E3 stages read besides the weights: seconds since the start (growing, within
+    the call's own wall time), snapshots with loss and accuracy (NaN for a diverged model), integer
+    diverged epochs, and on_epoch called after each epoch with the results so far."""
+    seen = []
+
+    def on_epoch(epoch, result):
+        seen.append((epoch, result.val_loss[0].copy()))
+
+    specs = [grid.ModelSpec((6,), 0.1, 0), grid.ModelSpec((6,), float("inf"), 1)]
+    start = time.perf_counter()
+    result, _ = grid.fit_stack(specs, TRAIN, VAL, batch_size=60, epochs=3, seed=0, n_classes=N_CLASSES, snapshot_epochs=[2, 3],
+                               eval_sets={"test": VAL}, progress=False, on_epoch=on_epoch)
+    elapsed = time.perf_counter() - start
+    assert result.specs == specs  # row m is specs[m]
+    assert 0 < result.seconds[0] < result.seconds[1] < result.seconds[2] <= elapsed
+    assert result.diverged_epoch.dtype.kind == "i" and result.diverged_epoch.tolist() == [0, 1]
+    for epoch in (2, 3):
+        snapshot = result.snapshots[epoch]
+        assert set(snapshot) == {"test_loss", "test_accuracy"}
+        assert snapshot["test_loss"][0] == pytest.approx(result.val_loss[0, epoch - 1])  # test set = val here
+        assert snapshot["test_accuracy"][0] == pytest.approx(result.val_accuracy[0, epoch - 1])
+        assert np.isnan(snapshot["test_loss"][1]) and np.isnan(snapshot["test_accuracy"][1])
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    for epoch, val_loss in seen:  # filled up to this epoch, not beyond
+        assert np.isfinite(val_loss[:epoch]).all() and np.isnan(val_loss[epoch:]).all()
+    no_sets, _ = grid.fit_stack(specs[:1], TRAIN, VAL, batch_size=60, epochs=1, seed=0, n_classes=N_CLASSES, snapshot_epochs=[1], progress=False)
+    assert no_sets.snapshots == {1: {}}
+
+
+def test_a_model_is_diverged_from_the_first_epoch_whose_val_loss_is_not_finite_and_stays_so():
+    """One step per epoch: an infinite lr leaves the epoch-1 training loss finite (it is taken before
+    the step) but not the val loss after it; lr 1e15 blows up in epoch 2. A model silenced in epoch 1
+    must stay out of the results when another one diverges later."""
+    specs = [grid.ModelSpec((6,), 0.1, 0), grid.ModelSpec((6,), float("inf"), 1), grid.ModelSpec((6,), 1e15, 0)]
+    result, _ = grid.fit_stack(specs, TRAIN, VAL, batch_size=len(TRAIN[0]), epochs=3, seed=0, n_classes=N_CLASSES, progress=False)
+    assert result.diverged_epoch.tolist() == [0, 1, 2]
+    assert np.isfinite(result.val_loss[0]).all()
+    assert np.isnan(result.val_loss[1]).all() and np.isnan(result.train_loss[1]).all()
+    assert np.isfinite(result.val_loss[2, 0]) and np.isnan(result.val_loss[2, 1:]).all()
+
+
+def test_fit_stacks_uses_a_spawn_pool_of_one_process_per_job_at_most(monkeypatch):
+    """workers > 1 and several jobs: a pool of min(workers, jobs) processes started with 'spawn' (OpenMP
+    does not survive a fork), results in job order; else no pool. The pool is faked (the real one:
+    test_workers_give_the_same_results_as_one_process, 24 s), and so is fit_stack."""
+    import concurrent.futures
+
+    pools = []
+
+    class FakePool:
+        def __init__(self, max_workers, mp_context):
+            pools.append((max_workers, mp_context.get_start_method()))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, jobs):
+            return [fn(job) for job in jobs]
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(grid, "fit_stack", lambda **job: (job["seed"], None))
+    jobs = [{"seed": s} for s in (5, 6, 7)]
+    assert grid.fit_stacks(jobs, workers=2) == [5, 6, 7] and pools == [(2, "spawn")]
+    assert grid.fit_stacks(jobs, workers=8) == [5, 6, 7] and pools[-1] == (3, "spawn")
+    assert grid.fit_stacks(jobs[:2], workers=2) == [5, 6] and pools[-1] == (2, "spawn")
+    pools.clear()
+    assert grid.fit_stacks(jobs) == [5, 6, 7], "one worker unless asked"
+    assert grid.fit_stacks(jobs, workers=1) == [5, 6, 7] and grid.fit_stacks(jobs[:1], workers=4) == [5]
+    assert pools == []
+
+
+def test_default_workers_is_one_per_core_unless_reprodl_workers_says(monkeypatch):
+    import os
+
+    monkeypatch.delenv("REPRODL_WORKERS", raising=False)
+    assert grid.default_workers() == (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown core count
+    assert grid.default_workers() == 1
+    monkeypatch.setenv("REPRODL_WORKERS", "1")
+    assert grid.default_workers() == 1
+    for bad in ("0", "-2", "two", ""):
+        monkeypatch.setenv("REPRODL_WORKERS", bad)
+        with pytest.raises(ValueError) as err:
+            grid.default_workers()
+        assert str(err.value) == f"REPRODL_WORKERS must be an integer >= 1, got {bad!r}"
+
+
+def test_on_a_terminal_the_progress_bar_is_drawn_by_default_and_never_with_progress_false(monkeypatch):
+    """The bar (tqdm, on stderr) names the stack and shows the best val accuracy; tqdm draws it only
+    on a terminal, so stderr is replaced by one that says it is a terminal."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    spec = grid.ModelSpec((5,), 0.1, 0)
+    drawn = {}
+    for progress in (None, False):  # None: the default
+        monkeypatch.setattr(sys, "stderr", Terminal())
+        kwargs = {} if progress is None else {"progress": progress}
+        result, _ = grid.fit_stack([spec], TRAIN, VAL, batch_size=120, epochs=2, seed=0, n_classes=N_CLASSES, **kwargs)
+        drawn[progress] = sys.stderr.getvalue()
+    bar = drawn[None]
+    assert bar.startswith("\rstack: ") and "/2 [" in bar and "epoch/s" in bar, bar  # named, counting epochs
+    for epoch in (0, 1):  # after each epoch, that epoch's best val accuracy
+        assert f"best_val_accuracy={result.val_accuracy[0, epoch]:.4f}" in bar, bar
+    assert "nan" not in bar
+    assert bar.endswith("\r") and "\n" not in bar, "cleared at the end, not left behind (E2 draws one bar per stack)"
+    assert drawn[False] == ""

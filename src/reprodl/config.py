@@ -598,7 +598,9 @@ def read_yaml(path: str | Path) -> dict:
     if not path.exists():
         raise ConfigError([f"{path}: not found; run from the repository root (dvc repro does)"])
     try:
-        with open(path) as f:
+        # Bytes: PyYAML decodes them itself (UTF-8, or UTF-16 with a BOM) and reports a bad byte as a
+        # YAMLError like any other; a text stream would raise UnicodeDecodeError (a traceback).
+        with open(path, "rb") as f:
             raw = yaml.load(f, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
     except DuplicateKeyError as err:
         raise ConfigError([f"{path.name}: line {err.line}: {err.key} appears twice in one mapping (YAML keeps only the last)"]) from None
@@ -627,6 +629,8 @@ def _unique_key_loader():
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *block`: its keys may be overridden here
+                    continue
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
                     raise DuplicateKeyError(str(key), key_node.start_mark.line + 1)
@@ -721,18 +725,20 @@ def _message(e: dict, loc: list, model: type[BaseModel]) -> str:
 
 
 def _known_keys(model: type[BaseModel], loc: list) -> list[str]:
-    """The field names of the sub-model at `loc` (list indices skipped)."""
+    """The field names of the sub-model at `loc` (list indices and the keys of mappings skipped)."""
     current: Any = model
+    key_next = False  # the next part of loc is a key of a mapping of models, not a field name
+    if isinstance(current, type) and issubclass(current, RootModel):  # sources.yaml: dataset name -> Source
+        current, key_next = _model_of(current.model_fields["root"].annotation), True
     for part in loc:
-        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
-            continue
-        if isinstance(current, type) and issubclass(current, RootModel):  # a mapping of models: skip its key
-            current = _model_of(current.model_fields["root"].annotation)
+        if key_next or isinstance(part, int):  # a mapping's key (a dataset, a source's file) or a list index
+            key_next = False
             continue
         field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
         if field is None:
             return []
         current = _model_of(field.annotation)
+        key_next = getattr(field.annotation, "__origin__", None) is dict  # e.g. Source.files: name -> SourceFile
     return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
 
 
