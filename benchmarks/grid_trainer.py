@@ -15,11 +15,11 @@ fixed wall-time slice, then scaled to whole epochs: wall time per model-epoch of
 full-size grid time of the stacked trainer, the embedded grid's measured time, and the ratio.
 
 The limit: the stacked trainer's own matrix products (per batch size: the step's addmm / bmm /
-baddbmm shapes, and the val pass's), timed alone on pre-made tensors at the same threads
-(timing.gemm_work), in turns with the trainer (median of 5 turns), against the trainer's FLOPs in those products per second of its wall time:
-the fraction of the limit, and a verdict on the target (20x, or within 30% of the GEMM limit).
-The pipeline trains each stack on one thread (reprodl.grid.fit_stacks), so run it with
-OMP_NUM_THREADS=1. --quick: shorter slices.
+baddbmm shapes, and the val pass's) on pre-made tensors at the same threads (timing.gemm_work),
+timed in turns with the trainer (medians of 5 turns). The trainer's FLOPs in those products per
+second of its wall time, over that limit, is the fraction printed, with a verdict on the target
+(20x, or within 30% of the GEMM limit). The pipeline trains each stack on one thread
+(reprodl.grid.fit_stacks), so run it with OMP_NUM_THREADS=1. --quick: shorter slices.
 
     OMP_NUM_THREADS=1 python benchmarks/grid_trainer.py --quick
 """
