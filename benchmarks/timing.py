@@ -433,7 +433,7 @@ def report_limit(ours_rate: float, limit: Limit, *, peak: Limit | None = None, b
                        f"100% of the limit it would be {at_limit:.2f}x; {where}")
             kind = "hardware"
             if not near:
-                verdict += f" (also {1 / fraction:.1f}x of our slack)"
+                verdict += f", so ours also leaves up to {1 / fraction:.1f}x to our slack"
         elif near:
             verdict, kind = (f"the ratio {ratio:.2f}x falls short of the {target:g}x target because of the hardware: {where} "
                              f"(>= {hardware_at:.0%}); at 100% it would be {at_limit:.2f}x"), "hardware"
