@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test test-fast bench check lock screenshot
+.PHONY: repro test test-fast bench bench-record check lock screenshot
 
 repro: $(STAMP)
 	dvc repro
@@ -23,7 +23,12 @@ check: $(STAMP)
 	reprodl check
 
 bench: $(STAMP)
-	for script in $(filter-out benchmarks/timing.py,$(wildcard benchmarks/*.py)); do python $$script --quick || exit 1; done
+	for script in $(filter-out benchmarks/timing.py benchmarks/record.py,$(wildcard benchmarks/*.py)); do python $$script --quick || exit 1; done
+
+# The record runs of docs/performance.md: every benchmark 3 times in full, then its table rows
+# (Markdown, on stdout; each run's output in bench-logs/). On a quiet machine: NOTE="quiet machine".
+bench-record: $(STAMP)
+	python benchmarks/record.py --runs 3 --note "$(NOTE)" --log-dir bench-logs
 
 # The README's picture of the study page, taken in headless Chromium as the browser test opens it.
 screenshot: $(STAMP)

@@ -29,6 +29,12 @@ each chunk as one `engine.fit` call (max_batches=chunk); the baseline resumes it
 DataLoader. Printed per setting: images/s of each over the whole epoch, and the median of
 the per-chunk ratios, the measurement of record.
 
+The limit: after each chunk, the main process times the ConvNet's own two convolutions and two
+linear layers alone, forward and backward, on pre-made tensors of a batch's shape, channels-last,
+in the engine's precision (timing.layer_work), while both loops wait. Printed: the fraction of
+that throughput the engine's whole training step reaches (medians over the chunks), the
+baseline's, and a verdict on the 3x target: our slack or the hardware.
+
     python benchmarks/e1_engine.py --quick   # 250 batches (16,000 images) per setting, under a minute
     python benchmarks/e1_engine.py           # a full MNIST epoch, 60,000 images per setting
 """
@@ -54,10 +60,13 @@ from reprodl.config import load_params
 from reprodl.experiments.e1 import training_jobs
 from reprodl.heap import retain_freed_memory
 from reprodl.precision import PRECISIONS, use_bf16
+from timing import Work, layer_work, machine_line, print_record, report_limit, seconds_per_call  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_BATCHES = 5  # the first batches build the convolution kernels: not timed
 QUICK_BATCHES = 250  # --quick: 16,000 images per setting
+TARGET = 3.0  # engine / baseline, as configured
+LIMIT_CALLS = 5  # training steps of the layers alone timed after each chunk
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pytorch/examples' Normalize
 
 
@@ -161,13 +170,18 @@ def loop_process(tuned_heap: bool) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_start_process, initargs=(tuned_heap,))
 
 
-def compare(name: str, processes: dict[str, ProcessPoolExecutor], loop_args: tuple, n_batches: int, chunk: int, verbose: bool = False) -> float:
-    """One epoch of both loops, chunk by chunk in turns; prints and returns the median chunk ratio."""
+def compare(name: str, processes: dict[str, ProcessPoolExecutor], loop_args: tuple, n_batches: int, chunk: int,
+            verbose: bool = False, limit: Work | None = None) -> dict[str, float]:
+    """One epoch of both loops, chunk by chunk in turns (and the limit after each chunk); prints
+    and returns the medians over the chunks: ratio, images/s of each, the limit's FLOP/s."""
     for kind, process in processes.items():
         process.submit(_build, kind, *loop_args).result()
     totals = {kind: [0, 0.0] for kind in processes}
+    speeds: dict[str, list[float]] = {"baseline": [], "engine": [], "limit": []}
     ratios = []
     done, turn = 0, 0
+    if limit is not None:
+        limit.step()  # warm-up
     while done < n_batches:
         n = min(chunk, n_batches - done)
         order = list(processes) if turn % 2 == 0 else list(reversed(processes))
@@ -177,7 +191,10 @@ def compare(name: str, processes: dict[str, ProcessPoolExecutor], loop_args: tup
             totals[kind][0] += seen
             totals[kind][1] += seconds
             speed[kind] = seen / seconds
+            speeds[kind].append(speed[kind])
         ratios.append(speed["engine"] / speed["baseline"])
+        if limit is not None:
+            speeds["limit"].append(limit.flops / seconds_per_call(limit.step, 0.0, warmup=0, min_calls=LIMIT_CALLS))
         if verbose:
             print(f"  chunk {turn + 1} ({order[0]} first): baseline {speed['baseline']:,.0f}, engine {speed['engine']:,.0f} images/s, {ratios[-1]:.2f}x")
         done, turn = done + n, turn + 1
@@ -185,10 +202,22 @@ def compare(name: str, processes: dict[str, ProcessPoolExecutor], loop_args: tup
     median = statistics.median(ratios)
     print(f"{name}: baseline {base:,.0f} images/s, engine {ours:,.0f} images/s; "
           f"chunk ratios {min(ratios):.2f}x-{max(ratios):.2f}x over {len(ratios)} chunks, median {median:.2f}x")
-    return median
+    return {"ratio": median, **{k: statistics.median(v) for k, v in speeds.items() if v}}
 
 
-def main() -> None:
+def limit_work(spec: dict, train: engine.TrainConfig) -> Work:
+    """The ConvNet's convolutions and linear layers of one training step, alone (timing.layer_work)."""
+    model = models.build_model(spec, seed=0).to(memory_format=torch.channels_last)
+    x = torch.zeros(1, spec["in_channels"], spec["image_size"], spec["image_size"]).contiguous(memory_format=torch.channels_last)
+
+    def one_step():  # one image, forward and backward: the layers and their shapes
+        F.cross_entropy(model(x), torch.zeros(1, dtype=torch.long)).backward()
+
+    dtype = torch.bfloat16 if use_bf16(train.precision) else torch.float32
+    return layer_work(model, one_step, batch=train.batch_size, dtype=dtype, channels_last=train.channels_last, train=True)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"the first {QUICK_BATCHES} batches of the epoch per setting (under a minute)")
     parser.add_argument("--chunk", type=int, default=25, help="batches per turn of each loop")
@@ -196,7 +225,9 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print every chunk's speeds")
     parser.add_argument("--tuned-baseline", action="store_true", help="apply reprodl.heap to the baseline's process too")
     parser.add_argument("--prepared", default=str(ROOT / "data/prepared/mnist"), help="prepared MNIST folder")
-    args = parser.parse_args()
+    parser.add_argument("--batches", type=int, help="batches per setting (default: the epoch, or --quick's)")
+    parser.add_argument("--images", type=int, default=60_000, help="the epoch's images, tiled from the prepared split (default: full MNIST)")
+    args = parser.parse_args(argv)
 
     params = load_params(ROOT / "params.yaml")
     # The ConvNet exactly as stage e1 builds it: its model spec and the engine's TrainConfig.
@@ -208,11 +239,13 @@ def main() -> None:
     split = datasets.load_split(prepared, "train")
     # The training set at full MNIST size (60,000 images, 47 MB as uint8), tiled from the prepared
     # split: what one MNIST epoch reads. --quick trains the first 250 batches of that epoch.
-    n_images = 60_000
+    n_images = args.images
     reps = -(-n_images // len(split.x))
     images, labels = np.tile(split.x, (reps, 1, 1, 1))[:n_images], np.tile(split.y, reps)[:n_images]
-    n_batches = QUICK_BATCHES if args.quick else len(images) // train.batch_size
+    n_batches = args.batches or (QUICK_BATCHES if args.quick else len(images) // train.batch_size)
     precision = "bf16 autocast" if use_bf16(train.precision) else "fp32"
+    threads = torch.get_num_threads()
+    print(machine_line(threads))
     print(f"E1 ConvNet {spec['channels']}, hidden {spec['hidden']}, dropout {spec['dropout']}: "
           f"{n_batches} batches of {train.batch_size} ({n_batches * train.batch_size:,} images) per setting, SGD lr {train.lr} "
           f"({train.schedule}), momentum {train.momentum}, weight decay {train.weight_decay}; {torch.get_num_threads()} threads; "
@@ -220,12 +253,21 @@ def main() -> None:
     with loop_process(args.tuned_baseline) as baseline_process, loop_process(True) as engine_process:
         processes = {"baseline": baseline_process, "engine": engine_process}
         plain = replace(train, augment=engine.Augment())
-        compare("no augmentation", processes, (spec, images, labels, plain), n_batches, args.chunk, args.verbose)
+        limit = limit_work(spec, train)
+        flops_per_image = limit.flops / train.batch_size
+        plain_result = compare("no augmentation", processes, (spec, images, labels, plain), n_batches, args.chunk, args.verbose, limit)
+        print(f"  no augmentation: engine at {flops_per_image * plain_result['engine'] / plain_result['limit']:.0%} of the limit, "
+              f"baseline at {flops_per_image * plain_result['baseline'] / plain_result['limit']:.0%}")
         a = train.augment
         name = f"as configured (augment: shift {a.shift:g} px, rotate {a.rotate:g} deg, scale {a.scale:g})" if a.active else "as configured (no augmentation)"
-        median = compare(name, processes, (spec, images, labels, train), n_batches, args.chunk, args.verbose)
-    what = f"the first {n_batches} batches of an epoch" if args.quick else "one epoch"
+        result = compare(name, processes, (spec, images, labels, train), n_batches, args.chunk, args.verbose, limit)
+    median = result["ratio"]
+    what = f"the first {n_batches} batches of an epoch" if n_batches < len(images) // train.batch_size else "one epoch"
     print(f"speed-up engine / baseline, {what} of the E1 ConvNet as configured (median of chunk ratios): {median:.2f}x")
+    verdict = report_limit(flops_per_image * result["engine"], limit.at(limit.flops / result["limit"]),
+                           baseline_rate=flops_per_image * result["baseline"], ratio=median, target=TARGET)
+    print_record("e1_engine", ratio=median, target=f">= {TARGET:g}x", threads=threads, precision="bf16" if use_bf16(train.precision) else "fp32",
+                 limit=verdict, batches=n_batches, no_augmentation_ratio=round(plain_result["ratio"], 3))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,13 @@ One forward + backward pass (the parameter gradient and the input gradient) of E
 
 All three compute the same numbers (checked before timing). One thread each (BLAS via threadpoolctl,
 torch.set_num_threads). Prints the CPU, seconds per pass of each, and the speed-up of ours over
-the loops last. --quick: shorter timing slices (a few seconds in all).
+the loops.
+
+The limit: the three matrix products a pass amounts to (forward: (B L_out, C_in k) x (C_in k, C_out);
+the weight gradient: (C_out, B L_out) x (B L_out, C_in k); the input's: (B L_out, C_out) x
+(C_out, C_in k)) on pre-made arrays, one thread, both as torch.mm and as np.matmul (the BLAS
+ours calls), timed in turns with ours and torch; the faster of the two is the limit. Prints the fraction of it ours reaches and a verdict (no ratio target).
+--quick: shorter timing slices (a few seconds in all).
 
     python benchmarks/numpy_conv1d.py --quick
 """
@@ -29,7 +35,8 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from reprodl import numpy_nn as nn
-from timing import cpu_name, seconds_per_call  # benchmarks/timing.py
+from timing import (Gemm, gemm_work, interleaved_seconds_per_call, machine_line, print_record, report_limit,  # benchmarks/timing.py
+                    seconds_per_call)
 
 ROOT = Path(__file__).resolve().parents[1]
 USPS_LENGTH = 16 * 16  # samples: a full-profile USPS image as a 1-D signal
@@ -73,11 +80,18 @@ def assert_same(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
     assert error < 1e-5, f"{what}: the implementations disagree (max error {error:.1e} of the largest value)"
 
 
-def main() -> None:
+def conv_gemms(batch: int, c_in: int, c_out: int, k: int, out_length: int) -> list[Gemm]:
+    """The matrix products of one forward + both gradients of Conv1D, as numpy_nn computes them."""
+    rows, window = batch * out_length, c_in * k
+    return [Gemm(rows, c_out, window), Gemm(c_out, window, rows), Gemm(rows, window, c_out)]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short timing slices (a few seconds)")
-    args = parser.parse_args()
-    slice_seconds = 0.5 if args.quick else 3.0
+    parser.add_argument("--seconds", type=float, help="timing slice per implementation (default 0.5 with --quick, else 3)")
+    args = parser.parse_args(argv)
+    slice_seconds = args.seconds if args.seconds is not None else 0.5 if args.quick else 3.0
 
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["e6"]["usps_conv"]
     k, c_out, stride, batch = cfg["kernel"], cfg["channels"], cfg["stride"], cfg["batch_size"]
@@ -116,19 +130,27 @@ def main() -> None:
         assert_same(dx, step_torch().numpy(), "dx vs torch")
         assert_same(ours.grads["W"], W_t.grad.numpy(), "dW vs torch")
 
-        print(f"CPU: {cpu_name()}, 1 thread used; numpy {np.__version__}, torch {torch.__version__}")
+        print(machine_line(1) + f"; numpy {np.__version__}, torch {torch.__version__}")
         print(f"Conv1D(k={k}, in=1, out={c_out}, stride={stride}) on a batch of {batch} x 1 x {USPS_LENGTH} (float32), "
               f"forward + both gradients")
-        times = {
-            "loops (per sample, per position)": seconds_per_call(step_loops, slice_seconds),
-            "ours (numpy_nn.Conv1D)": seconds_per_call(step_ours, slice_seconds, warmup=3),
-            "torch conv1d + autograd": seconds_per_call(step_torch, slice_seconds, warmup=3),
-        }
+        gemms = conv_gemms(batch, 1, c_out, k, ours.output_length(USPS_LENGTH))
+        limits = {backend: gemm_work(gemms, what=f"the same 3 GEMMs alone ({name})", backend=backend)
+                  for backend, name in (("torch", "torch.mm"), ("numpy", "np.matmul"))}
+        times = {"loops (per sample, per position)": seconds_per_call(step_loops, slice_seconds)}
+        turns = interleaved_seconds_per_call({"ours": step_ours, "torch": step_torch, **{f"limit {b}": w.step for b, w in limits.items()}},
+                                             4 * slice_seconds, rounds=5, warmup=3)
+        times["ours (numpy_nn.Conv1D)"], times["torch conv1d + autograd"] = turns["ours"], turns["torch"]
+        fastest = min(limits, key=lambda b: turns[f"limit {b}"])
+        limit = limits[fastest].at(turns[f"limit {fastest}"])
     for name, seconds in times.items():
         print(f"{name:34s} {seconds * 1e3:9.3f} ms per pass")
     loops_s, ours_s, torch_s = times.values()
-    print(f"time ratio ours / torch (the ceiling): {ours_s / torch_s:.2f}")
-    print(f"speed-up, loops / ours: {loops_s / ours_s:.0f}x")
+    print(f"time ratio ours / torch conv1d: {ours_s / torch_s:.2f}")
+    ratio = loops_s / ours_s
+    print(f"speed-up, loops / ours: {ratio:.0f}x")
+    result = report_limit(limit.flops / ours_s, limit, baseline_rate=limit.flops / loops_s)
+    print_record("numpy_conv1d", ratio=ratio, target="none", threads=1, precision="fp32", limit=result,
+                 torch_gflops=round(limit.flops / torch_s / 1e9, 3))
 
 
 if __name__ == "__main__":

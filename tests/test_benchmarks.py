@@ -1,25 +1,50 @@
-"""The E1 engine benchmark's two loops: the same training, two ways (speed is the script's business)."""
+"""The benchmarks: the E1 engine benchmark's two loops train the same model; every benchmark
+prints its ratio and the fraction of this machine's limit (smoke runs on tiny sizes); the limit
+counts the FLOPs the work really runs (speed itself is the scripts' business)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
-from reprodl import datasets, engine
+from helpers import write_tiny_scenes
+from reprodl import datasets, engine, grid, models
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def load(name: str):
+    """A benchmark script as a module (benchmarks/ on the path: they import timing, and the E1
+    benchmark's worker processes import the script by name)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location("e1_engine", ROOT / "benchmarks" / "e1_engine.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("e1_engine")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Smoke runs on one thread (a shared 2-core machine: no oversubscription), then the
+    default back (numpy_conv1d sets its own and leaves it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 SPEC = {"kind": "convnet", "channels": [4, 8], "kernel": 5, "hidden": 16, "dropout": 0.25, "in_channels": 1, "image_size": 28, "n_classes": 10}
@@ -58,3 +83,142 @@ def test_the_baseline_loader_restarts_when_the_epoch_runs_out(prepared_mnist):
     small = replace(TRAIN, batch_size=100, augment=engine.Augment())  # 3 batches an epoch, 5 of them warm-up
     images, _ = bench.BaselineLoop(SPEC, split.x, split.y, small).run(4)
     assert images > 0
+
+
+# --------------------------------------------------------------------------- the limit's FLOPs
+
+
+class GemmRecorder(TorchDispatchMode):
+    """Every matrix product dispatched (in-place ones too, which FlopCounterMode does not count)."""
+
+    OPS = {"mm": (0, 1), "bmm": (0, 1), "addmm": (1, 2), "addmm_": (1, 2), "baddbmm": (1, 2), "baddbmm_": (1, 2)}
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if name in self.OPS:
+            a, b = (args[i] for i in self.OPS[name])
+            self.flops += 2 * a.numel() * b.shape[-1]
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("widths", [[(10,), (25,), (100,)], [(10, 20), (30, 5)], [(4, 5, 6), (7, 3, 2)]])
+def test_the_grid_limit_times_the_stacks_own_matrix_products(widths):
+    bench = load("grid_trainer")
+    stack = grid.MLPStack([grid.ModelSpec(w, 0.1, 0) for w in widths], 784, 10)
+    x, onehot = torch.rand(8, 784), F.one_hot(torch.randint(0, 10, (8,)), 10).float()
+    for run, gemms in ((lambda: stack.step(x, onehot), bench.step_gemms(stack, 8)),
+                       (lambda: stack.evaluate(torch.rand(2100, 784), torch.randint(0, 10, (2100,))), bench.eval_gemms(stack, 2100))):
+        recorder = GemmRecorder()
+        with recorder:
+            run()
+        assert recorder.flops == sum(g.flops for g in gemms)
+
+
+def test_layer_flops_are_torchs_flop_count_forward_and_training():
+    timing = load("timing")
+    model = models.build_model(SPEC, seed=0)
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+
+    def train_step():
+        F.cross_entropy(model(x), y).backward()
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    for run, train in ((train_step, True), (forward, False)):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            run()
+        assert timing.layer_flops(model, run, train=train) == counter.get_total_flops()
+        assert timing.layer_flops(model, run, train=train, batch=12) == 2 * counter.get_total_flops()
+
+
+def test_the_layer_limit_runs_the_layers_in_the_asked_dtype():
+    timing = load("timing")
+    model = models.build_model(SPEC, seed=0).to(memory_format=torch.channels_last)
+    work = timing.layer_work(model, lambda: F.cross_entropy(model(torch.rand(1, 1, 28, 28)), torch.zeros(1, dtype=torch.long)).backward(),
+                             batch=16, dtype=torch.bfloat16, train=True)
+    assert "4 conv/linear layers alone, forward + backward, batch 16 (bfloat16, channels-last" in work.what
+    work.step()
+    assert work.at(0.5).rate == work.flops / 0.5
+
+
+@pytest.mark.parametrize("ours, ratio, target, fraction_target, kind, holds", [
+    (8.0, 4.0, 3.0, None, "met", True),  # the ratio meets the target
+    (8.0, 2.5, 3.0, None, "hardware", False),  # 80% of the limit: what is left is the hardware's
+    (4.0, 2.0, 3.0, None, "slack", False),  # 40%: at the limit it would be 5x: our slack
+    (4.0, 1.0, 3.0, None, "hardware", False),  # even at the limit only 2.5x
+    (7.5, 5.0, 20.0, 0.7, "hardware", True),  # the grid's "or within 30% of the limit"
+    (5.0, None, None, None, "slack", None),  # no target
+])
+def test_the_verdict_says_our_slack_or_the_hardware(capsys, ours, ratio, target, fraction_target, kind, holds):
+    timing = load("timing")
+    limit = timing.Limit("the same work alone", 10e9, 1.0)
+    result = timing.report_limit(ours * 1e9, limit, baseline_rate=2e9, ratio=ratio, target=target, fraction_target=fraction_target)
+    out = capsys.readouterr().out
+    assert f"fraction of limit: ours {ours:.2f} GFLOP/s of 10.00 GFLOP/s ({ours / 10:.0%}); baseline 2.00 GFLOP/s (20%)" in out
+    assert result["verdict"] == kind and result["holds"] is holds and result["fraction"] == ours / 10
+    assert "verdict: " in out
+
+
+# --------------------------------------------------------------------------- every benchmark prints both figures
+
+
+def both_figures(out: str) -> dict:
+    """The ratio line and the fraction line are there; returns the record."""
+    assert "speed-up" in out and "fraction of limit: " in out and "native bf16: " in out
+    record = json.loads(next(line for line in out.splitlines() if line.startswith("record: ")).removeprefix("record: "))
+    assert record["ratio"] > 0 and {"date", "cpu", "bf16_native", "target", "holds"} <= set(record)
+    return record
+
+
+def test_numpy_conv1d_prints_its_ratio_and_fraction(capsys):
+    load("numpy_conv1d").main(["--seconds", "0.01"])
+    record = both_figures(capsys.readouterr().out)
+    assert record["fraction"] > 0 and record["target"] == "none"
+
+
+def test_grid_trainer_prints_its_ratio_and_fraction(capsys):
+    load("grid_trainer").main(["--seconds", "0.01", "--images", "2000"])
+    out = capsys.readouterr().out
+    record = both_figures(out)
+    assert "machine peak" in out and record["fraction"] > 0 and "20x" in record["target"]
+
+
+def test_feature_extraction_prints_its_ratio_and_fraction(tmp_path, capsys):
+    scenes = write_tiny_scenes(tmp_path / "scenes", {"val": 8, "test": 8})
+    load("feature_extraction").main(["--prepared", str(scenes), "--weights", "none", "--arch", "resnet18", "--image-size", "32",
+                                     "--batch-size", "8", "--precision", "fp32"])
+    out = capsys.readouterr().out
+    record = both_figures(out)
+    assert "the same 21 conv/linear layers alone, forward, batch 8 (float32, channels-last" in out
+    assert record["min_cosine"] >= 0.999 and record["holds"] is None and "this is the fp32 case" in out
+
+
+def test_tsne_says_no_flop_limit_applies(prepared_mnist, capsys):
+    load("tsne").main(["--prepared", str(prepared_mnist), "--split", "train"])
+    record = both_figures(capsys.readouterr().out)
+    assert record["fraction"] is None
+
+
+def test_e1_engine_prints_its_ratio_and_fraction(prepared_mnist, capsys):
+    load("e1_engine").main(["--prepared", str(prepared_mnist), "--images", "640", "--batches", "4", "--chunk", "2"])
+    out = capsys.readouterr().out
+    record = both_figures(out)
+    assert "4 conv/linear layers alone, forward + backward, batch 64" in out and record["fraction"] > 0
+
+
+def test_record_rows_are_the_tables_columns():
+    record_py = load("record")
+    out = "...\nrecord: " + json.dumps({"benchmark": "grid_trainer", "date": "2026-12-03", "cpu": "AMD EPYC, AVX2", "bf16_native": False,
+                                        "threads": 1, "precision": "fp32", "ratio": 22.2, "target": ">= 20x", "fraction": 0.56,
+                                        "ours_gflops": 1.72, "limit_gflops": 3.05, "holds": True, "verdict": "met"})
+    row = record_py.row(record_py.parse_record(out), "shared machine")
+    assert row == ("| 2026-12-03 | AMD EPYC, AVX2 | no | 22.20x | 56% (1.72 of 3.05 GFLOP/s, met) | >= 20x | yes "
+                   "| shared machine, fp32, 1 thread(s) |")
+    assert row.count("|") == record_py.HEADER.splitlines()[0].count("|")
