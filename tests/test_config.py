@@ -367,3 +367,16 @@ def test_a_stage_with_bad_params_stops_before_any_work_and_keeps_old_outputs(tmp
     assert result.stderr.strip().splitlines() == ["params.yaml: e1.convnet.lr must be > 0, got -0.1"]
     assert old_metrics.read_text() == '{"e1": "earlier run"}'
     assert not (tmp_path / "plots").exists() and not (tmp_path / "models").exists()
+
+
+def test_known_keys_of_a_path_through_a_plain_value_are_none():
+    # The hint for a misspelt key lists the keys of the model at that place; under a plain value
+    # (a number, a string, a list of strings) there is no model, so no keys, and no AttributeError.
+    from reprodl.config import Params, Sources, _known_keys
+
+    assert _known_keys(Params, ["e1", "grid_images"]) == []
+    assert _known_keys(Params, ["e1", "grid_images", "anything"]) == []
+    assert _known_keys(Params, ["e1", "models", 0]) == []
+    assert _known_keys(Params, ["e1", "nonexistent", "x"]) == []
+    assert "epochs" in _known_keys(Params, ["e1", "convnet"])
+    assert _known_keys(Sources, ["mnist"]) == ["mirrors", "files"]

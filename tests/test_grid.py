@@ -204,6 +204,7 @@ def test_epoch_results_timings_snapshots_and_callback_of_a_stack_with_a_diverged
                                eval_sets={"test": VAL}, progress=False, on_epoch=on_epoch)
     elapsed = time.perf_counter() - start
     assert result.specs == specs  # row m is specs[m]
+    assert result.device == "cpu"  # where it trained, as engine.device_name names it (recorded in metrics)
     assert 0 < result.seconds[0] < result.seconds[1] < result.seconds[2] <= elapsed
     assert result.diverged_epoch.dtype.kind == "i" and result.diverged_epoch.tolist() == [0, 1]
     for epoch in (2, 3):
@@ -262,6 +263,10 @@ def test_fit_stacks_uses_a_spawn_pool_of_one_process_per_job_at_most(monkeypatch
     assert grid.fit_stacks(jobs) == [5, 6, 7], "one worker unless asked"
     assert grid.fit_stacks(jobs, workers=1) == [5, 6, 7] and grid.fit_stacks(jobs[:1], workers=4) == [5]
     assert pools == []
+    # Jobs on a GPU share the one device: they run here, one after another, whatever `workers` says.
+    gpu_jobs = [{"seed": 5, "device": "cpu"}, {"seed": 6, "device": "cuda:0"}]
+    assert grid.fit_stacks(gpu_jobs, workers=2) == [5, 6] and pools == []
+    assert grid.fit_stacks([{"seed": 5, "device": "cpu"}, {"seed": 6}], workers=2) == [5, 6] and pools == [(2, "spawn")]
 
 
 def test_default_workers_is_one_per_core_unless_reprodl_workers_says(monkeypatch):

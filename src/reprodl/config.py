@@ -53,11 +53,12 @@ class ConfigError(ValueError):
 
 
 class KeyedError(ValueError):
-    """Raised by a validator to blame `key` (relative to the model it runs in, or absolute)."""
+    """Raised by a validator to blame `key`, dotted and relative to the model it runs in (a
+    validator of the whole file, Params, names keys from the top: `e1.dataset`)."""
 
-    def __init__(self, key: str, message: str, absolute: bool = False):
+    def __init__(self, key: str, message: str):
         super().__init__(message)
-        self.key, self.message, self.absolute = key, message, absolute
+        self.key, self.message = key, message
 
 
 # --------------------------------------------------------------------------- field types
@@ -532,16 +533,15 @@ class Params(Section):
         ]
         for key, name, task in wanted:
             if name not in DATASETS:
-                raise KeyedError(key, f"must be one of {', '.join(DATASETS)}; got {name!r}", absolute=True)
+                raise KeyedError(key, f"must be one of {', '.join(DATASETS)}; got {name!r}")
             if name not in self.data.datasets:
-                raise KeyedError(key, f"is {name!r}, which is not prepared: add it to data.datasets ({', '.join(self.data.datasets)})", absolute=True)
+                raise KeyedError(key, f"is {name!r}, which is not prepared: add it to data.datasets ({', '.join(self.data.datasets)})")
             if DATASETS[name].task != task:
-                raise KeyedError(key, f"must be a {task} dataset, got {name!r} ({DATASETS[name].task})", absolute=True)
+                raise KeyedError(key, f"must be a {task} dataset, got {name!r} ({DATASETS[name].task})")
         if self.pretrain.dataset not in PRETRAIN_SOURCES:
             raise KeyedError(
                 "pretrain.dataset",
                 f"must be one of {', '.join(PRETRAIN_SOURCES)} (a source that shares no image with the targets of E7 and E8); got {self.pretrain.dataset!r}",
-                absolute=True,
             )
         return self
 
@@ -575,7 +575,7 @@ def load_sources(path: str | Path = "sources.yaml", needed: list[str] | None = N
     try:
         sources = Sources.model_validate(raw).root
     except ValidationError as err:
-        lines += error_lines(err, raw, file, Sources)
+        lines += error_lines(err, file, Sources)
         raise ConfigError(lines) from None
     lines += [f"{file}: {name} is missing (data.profile full prepares it: give its mirrors and files)" for name in needed or [] if name not in sources]
     if lines:
@@ -603,7 +603,7 @@ def read_yaml(path: str | Path) -> dict:
         with open(path, "rb") as f:
             raw = yaml.load(f, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
     except DuplicateKeyError as err:
-        raise ConfigError([f"{path.name}: line {err.line}: {err.key} appears twice in one mapping (YAML keeps only the last)"]) from None
+        raise ConfigError([f"{path.name}: {err}"]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -616,7 +616,7 @@ def read_yaml(path: str | Path) -> dict:
 
 class DuplicateKeyError(ValueError):
     def __init__(self, key: str, line: int):
-        super().__init__(f"{key} appears twice (line {line})")
+        super().__init__(f"line {line}: {key} appears twice in one mapping (YAML keeps only the last)")
         self.key, self.line = key, line
 
 
@@ -644,16 +644,16 @@ def validate(raw: dict, file: str = "params.yaml", model: type[BaseModel] = Para
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(error_lines(err, raw, file, model)) from None
+        raise ConfigError(error_lines(err, file, model)) from None
 
 
-def error_lines(err: ValidationError, raw: dict, file: str, model: type[BaseModel]) -> list[str]:
+def error_lines(err: ValidationError, file: str, model: type[BaseModel]) -> list[str]:
     lines = []
     for e in err.errors():
         loc = list(e["loc"])
         error = (e.get("ctx") or {}).get("error")
         if isinstance(error, KeyedError):
-            loc = error.key.split(".") if error.absolute else loc + error.key.split(".")
+            loc = [*loc, error.key]  # _dotted joins the parts with dots again
             message = error.message
         else:
             message = _message(e, loc, model)
@@ -685,14 +685,14 @@ def _message(e: dict, loc: list, model: type[BaseModel]) -> str:
     if kind == "missing":
         return "is missing"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '').replace(chr(39), '').replace(' or ', ', ')}; got {value!r}"
+        return f"must be one of {ctx['expected'].replace(chr(39), '').replace(' or ', ', ')}; got {value!r}"
     if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
         bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}
         limit = next(v for k, v in ctx.items() if k in ("ge", "gt", "lt", "le"))
         return f"must be {bounds[kind]} {limit:g}, got {value!r}"
-    if kind in ("int_type", "int_from_float"):
+    if kind == "int_type":  # strict mode: 2.0 is an int_type error too, never int_from_float
         return f"must be an integer, got {value!r}"
-    if kind in ("float_type", "finite_number"):
+    if kind == "float_type":  # inf and nan pass pydantic's float and are refused by _finite
         return f"must be a number, got {value!r}"
     if kind == "bool_type":
         return f"must be true or false, got {value!r}"
@@ -704,14 +704,14 @@ def _message(e: dict, loc: list, model: type[BaseModel]) -> str:
         return "must not be empty"
     if kind == "too_short" and isinstance(value, dict):
         return "must not be empty"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
+    if kind in ("model_type", "dict_type"):
         return f"must be a mapping of keys, got {value!r}"
     if kind == "too_short":
         return f"must list at least {ctx.get('min_length')} item(s), got {value!r}"
     if kind == "too_long":
         return f"must list at most {ctx.get('max_length')} item(s), got {value!r}"
     if kind == "string_pattern_mismatch":
-        pattern = ctx.get("pattern", "")
+        pattern = ctx["pattern"]
         if "0-9a-fA-F" in pattern:
             return f"must be 32 hex digits, got {value!r}"
         if "https?" in pattern:
@@ -720,7 +720,7 @@ def _message(e: dict, loc: list, model: type[BaseModel]) -> str:
             return f"must be a file name without a folder, got {value!r}"
         return f"must be a plain name (letters, digits, _), got {value!r}"
     if kind == "value_error":
-        return str(ctx.get("error", e["msg"]))
+        return str(ctx["error"])
     return f"{e['msg'][0].lower()}{e['msg'][1:]}, got {value!r}"
 
 
@@ -746,9 +746,9 @@ def _model_of(annotation: Any) -> Any:
     """The BaseModel class inside Optional[...], list[...] or Annotated[...], if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
+    # Optional[M], list[M], dict[str, M] and Annotated[M, ...] all list M in __args__.
+    for arg in getattr(annotation, "__args__", ()):
         found = _model_of(arg)
         if found is not None:
             return found
-    origin = getattr(annotation, "__origin__", None)
-    return _model_of(origin) if origin is not None and origin is not annotation else None
+    return None

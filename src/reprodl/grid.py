@@ -122,32 +122,27 @@ class MLPStack:
 
     # ------------------------------------------------------------------ weights in and out
 
-    def _layer_names(self) -> list[str]:
-        return [f"fc{i}" for i in range(1, self.depth + 1)] + ["logits"]
-
     @torch.no_grad()
     def load_model_state(self, m: int, state: dict[str, torch.Tensor]) -> None:
         """Copy one model's weights (reprodl.models.mlp's state_dict) into slot m."""
-        names = self._layer_names()
         widths = self.specs[m].widths
         rows = slice(int(self.offsets[m]), int(self.offsets[m + 1]))
-        self.w1[rows] = state[f"{names[0]}.weight"]
-        self.b1[rows, 0] = state[f"{names[0]}.bias"]
+        self.w1[rows] = state["fc1.weight"]
+        self.b1[rows, 0] = state["fc1.bias"]
         for i in range(1, self.depth):
-            self.ws[i - 1][m, : widths[i], : widths[i - 1]] = state[f"{names[i]}.weight"]
-            self.bs[i - 1][m, : widths[i], 0] = state[f"{names[i]}.bias"]
+            self.ws[i - 1][m, : widths[i], : widths[i - 1]] = state[f"fc{i + 1}.weight"]
+            self.bs[i - 1][m, : widths[i], 0] = state[f"fc{i + 1}.bias"]
         self.w_out[m, :, : widths[-1]] = state["logits.weight"]
         self.b_out[m, :, 0] = state["logits.bias"]
 
     def model_state(self, m: int) -> dict[str, torch.Tensor]:
         """Model m's weights as the state_dict of reprodl.models.mlp."""
-        names = self._layer_names()
         widths = self.specs[m].widths
         rows = slice(int(self.offsets[m]), int(self.offsets[m + 1]))
-        state = {f"{names[0]}.weight": self.w1[rows].clone(), f"{names[0]}.bias": self.b1[rows, 0].clone()}
+        state = {"fc1.weight": self.w1[rows].clone(), "fc1.bias": self.b1[rows, 0].clone()}
         for i in range(1, self.depth):
-            state[f"{names[i]}.weight"] = self.ws[i - 1][m, : widths[i], : widths[i - 1]].clone()
-            state[f"{names[i]}.bias"] = self.bs[i - 1][m, : widths[i], 0].clone()
+            state[f"fc{i + 1}.weight"] = self.ws[i - 1][m, : widths[i], : widths[i - 1]].clone()
+            state[f"fc{i + 1}.bias"] = self.bs[i - 1][m, : widths[i], 0].clone()
         state["logits.weight"] = self.w_out[m, :, : widths[-1]].clone()
         state["logits.bias"] = self.b_out[m, :, 0].clone()
         return state
