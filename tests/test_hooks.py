@@ -92,3 +92,93 @@ def test_an_unknown_layer_is_refused_before_any_work():
     with pytest.raises(KeyError, match="no module named 'hiden'.*did you mean hidden"):
         hooks.extract_features(model, images(), ["hiden"], bf16=False, progress=False)
     assert not any(m._forward_hooks for m in model.modules())
+
+
+class ConvBN(nn.Module):
+    """conv -> bn -> relu twice, then a pool; `reuse` also adds conv2's raw output after its bn
+    (a conv output used twice: folding bn2 into conv2 would change that sum)."""
+
+    def __init__(self, reuse: bool = False):
+        super().__init__()
+        self.reuse = reuse
+        self.conv1, self.bn1 = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        gen = torch.Generator().manual_seed(0)
+        for bn in (self.bn1, self.bn2):  # running statistics and affine weights away from the identity
+            c = bn.num_features
+            bn.running_mean.copy_(torch.randn(c, generator=gen))
+            bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            bn.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+            bn.bias.data.copy_(torch.randn(c, generator=gen))
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        raw = self.conv2(x)
+        x = self.bn2(raw) + (raw if self.reuse else 0)
+        return self.pool(torch.relu(x))
+
+
+def test_conv_bn_pairs_follow_the_data_flow():
+    model = ConvBN().eval()
+    assert hooks.conv_bn_pairs(model, images(2)) == [("conv1", "bn1"), ("conv2", "bn2")]
+    # A batch norm fed by something else than a conv's own output is no pair.
+    odd = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BatchNorm2d(2)).eval()
+    assert hooks.conv_bn_pairs(odd, images(2)) == []
+
+
+def test_folding_keeps_the_features_and_leaves_the_callers_model_alone():
+    model, x = ConvBN().eval(), images(9)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = hooks.extract_features(model, x, ["pool"], bf16=False, progress=False, fold=False)["pool"]
+    folded = hooks.extract_features(model, x, ["pool"], bf16=False, progress=False)["pool"]
+    assert torch.allclose(folded, plain, rtol=1e-5, atol=1e-6), float((folded - plain).abs().max())
+    assert isinstance(model.bn1, nn.BatchNorm2d) and isinstance(model.bn2, nn.BatchNorm2d)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # The fold itself: the batch norms are gone (Identity in their place), the features the same.
+    with torch.inference_mode():  # as extract_features runs it (it leaves the model's weights inference tensors)
+        fused = hooks.fold_batchnorm(model, hooks.conv_bn_pairs(model, x[:2]))
+        assert torch.allclose(fused(x), model(x), rtol=1e-5, atol=1e-6)
+    assert isinstance(fused.bn1, nn.Identity) and isinstance(fused.bn2, nn.Identity)
+    assert not torch.equal(fused.conv2.weight, model.conv2.weight) and fused.conv2.bias is not None
+
+
+def test_a_hooked_conv_keeps_its_batch_norm():
+    model, x = ConvBN().eval(), images(5)
+    got = hooks.extract_features(model, x, ["conv2", "pool"], bf16=False, progress=False)
+    with torch.no_grad():
+        raw = model.conv2(torch.relu(model.bn1(model.conv1(x))))
+    assert torch.allclose(got["conv2"], raw.flatten(1), atol=1e-6)  # the conv's own output, not bn2's
+
+
+def test_a_fold_that_would_change_the_features_is_not_used():
+    model, x = ConvBN(reuse=True).eval(), images(6)
+    plain = hooks.extract_features(model, x, ["pool"], bf16=False, progress=False, fold=False)["pool"]
+    got = hooks.extract_features(model, x, ["pool"], bf16=False, progress=False)["pool"]
+    assert torch.equal(got, plain)  # the check refused the fold: the very same computation
+    # ... which really would have changed them: bn2 folded also changes the reused raw output.
+    with torch.inference_mode():
+        fused = hooks.fold_batchnorm(model, hooks.conv_bn_pairs(model, x[:2]))
+        assert not torch.allclose(fused(x).flatten(1), plain, atol=1e-3)
+
+
+def test_resnet_folds_every_batch_norm():
+    import torchvision
+
+    model, x = torchvision.models.resnet18(num_classes=4).eval(), torch.rand(3, 3, 32, 32)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert len(hooks.conv_bn_pairs(model, x[:2])) == n_bn == 20
+    plain = hooks.extract_features(model, x, ["avgpool"], bf16=False, progress=False, fold=False)["avgpool"]
+    folded = hooks.extract_features(model, x, ["avgpool"], bf16=False, progress=False)["avgpool"]
+    assert torch.allclose(folded, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_the_batches_run_through_the_folded_copy():
+    model, x = ConvBN().eval(), images(9)
+    calls = []
+    model.bn2.register_forward_hook(lambda *_: calls.append(1))
+    hooks.extract_features(model, x, ["pool"], batch_size=3, bf16=False, progress=False, fold=False)
+    assert len(calls) == 3  # one per batch
+    calls.clear()
+    hooks.extract_features(model, x, ["pool"], batch_size=3, bf16=False, progress=False)
+    assert len(calls) == 2  # the fold's two checks on the first rows; no batch runs the batch norm
