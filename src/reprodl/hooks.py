@@ -47,8 +47,15 @@ FOLD_TOLERANCE = 1e-4  # relative L2 error of the hooked outputs, folded vs not,
 def conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
     """(conv name, batch-norm name) for each BatchNorm2d whose input, on `probe`, is exactly the
     output of a Conv2d (same tensor object): the data flow as it runs, not the modules' order."""
+    return _trace(model, probe, [])[0]
+
+
+def _trace(model: nn.Module, probe: torch.Tensor, layers: list[str]) -> tuple[list[tuple[str, str]], dict[str, torch.Tensor]]:
+    """One forward pass on `probe`: the conv + batch-norm pairs (conv_bn_pairs) and the named
+    layers' outputs (float)."""
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # the tensor is kept: its id is not reused
     pairs: list[tuple[str, str]] = []
+    outputs: dict[str, torch.Tensor] = {}
 
     def conv_hook(name):
         def hook(_module, _inputs, output):
@@ -64,7 +71,13 @@ def conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]
 
         return hook
 
-    handles = []
+    def layer_hook(name):
+        def hook(_module, _inputs, output):
+            outputs[name] = output.float()
+
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_hook(layer_hook(name)) for name in layers]
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             handles.append(module.register_forward_hook(conv_hook(name)))
@@ -75,7 +88,7 @@ def conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]
     finally:
         for handle in handles:
             handle.remove()
-    return list(dict.fromkeys(pairs))  # a module called twice is listed once
+    return list(dict.fromkeys(pairs)), outputs  # a module called twice is listed once
 
 
 def fold_batchnorm(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
@@ -102,28 +115,17 @@ def fold_for_extraction(model: nn.Module, probe: torch.Tensor, layers: list[str]
     once per call; a caller that extracts batch by batch folds once, then passes fold=False."""
     if model.training or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return model
-    pairs = [(conv, bn) for conv, bn in conv_bn_pairs(model, probe) if conv not in layers]
+    pairs, expected = _trace(model, probe, layers)
+    pairs = [(conv, bn) for conv, bn in pairs if conv not in layers]
     if not pairs:
         return model
     folded = fold_batchnorm(model, pairs)
-    expected, got = _outputs(model, probe, layers), _outputs(folded, probe, layers)
+    got = _trace(folded, probe, layers)[1]
     for name in layers:
         error = (got[name] - expected[name]).norm() / expected[name].norm().clamp_min(1e-12)
         if not error < FOLD_TOLERANCE:  # a conv output used elsewhere too, or NaN: keep the model as it is
             return model
     return folded
-
-
-def _outputs(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    handles = [model.get_submodule(name).register_forward_hook(lambda _m, _i, o, name=name: out.__setitem__(name, o.float()))
-               for name in layers]
-    try:
-        model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out
 
 
 @torch.inference_mode()

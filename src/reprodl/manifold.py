@@ -65,7 +65,7 @@ def pca_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
     return PCA(n_components=2, random_state=seed).fit_transform(np.asarray(x, dtype=np.float64))
 
 
-def best_ellipses(points: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[ClassEllipse]:
+def best_ellipses(points: np.ndarray, labels: np.ndarray) -> list[ClassEllipse]:
     """One full-covariance Gaussian per class (a one-component Gaussian mixture) as an ellipse.
 
     The maximum-likelihood fit of one Gaussian is closed-form: the class mean and the biased
@@ -73,7 +73,7 @@ def best_ellipses(points: np.ndarray, labels: np.ndarray, seed: int = 0) -> list
     what its EM converges to (tests/test_manifold.py checks the two agree) in microseconds
     instead of its k-means initialisation and EM loop (E4 and E5 fit ten per map, 50 maps).
     The ellipse's axes lie along the covariance's eigenvectors; its semi-axes are sqrt(2)
-    times the standard deviations along them. `seed` is kept for the signature: nothing is random.
+    times the standard deviations along them.
     """
     ellipses = []
     for label in np.unique(labels):
@@ -106,7 +106,7 @@ def project(
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     labels = np.asarray(labels)
     hit, per_class = neighboring_hit(points, labels, k)
-    return Projection(method, points, labels, hit, per_class, best_ellipses(points, labels, seed))
+    return Projection(method, points, labels, hit, per_class, best_ellipses(points, labels))
 
 
 def subsample(n: int, size: int | None, seed: int) -> np.ndarray:
