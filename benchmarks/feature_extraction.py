@@ -15,7 +15,7 @@ the scenes are upsampled), in this one run:
   e7.feature_precision (auto: bf16 autocast when the CPU has native bf16, AVX-512 BF16 or AMX;
   fp32 where bf16 would be emulated, as on AVX2-only CPUs).
 - the limit: ResNet50's own 54 convolutions and linear layer on a batch of the same shape,
-  each alone on pre-made tensors, channels-last, in ours' dtype (timing.layer_limit).
+  each alone on pre-made tensors, channels-last, in ours' dtype (timing.layer_work).
 
 The three take turns batch by batch (who goes first alternates), so that a slow spell of a
 shared machine hits all three; the figures are medians over the turns. Checks that the features

@@ -3,9 +3,9 @@
 The limit: a ratio to a baseline says how much faster ours is, not whether more was there to
 gain. So each benchmark also times, in the same run, the operations that carry its FLOPs alone:
 
-- `gemm_limit`: the same matrix products (shapes, layout, dtype, threads) as torch.mm / bmm on
+- `gemm_work`: the same matrix products (shapes, layout, dtype, threads) as torch.mm / bmm on
   pre-made tensors into pre-made outputs, FLOPs counted as 2 m n k each;
-- `layer_limit`: the same convolutions and linear layers as a model runs (captured with forward
+- `layer_work`: the same convolutions and linear layers as a model runs (captured with forward
   hooks: shapes, strides, memory format, dtype), each alone on pre-made tensors, forward only or
   forward + backward; FLOPs counted from the layers' shapes (tests/test_benchmarks.py checks the
   count against torch.utils.flop_counter).
@@ -247,16 +247,6 @@ def gemm_peak(dtype=None, threads: int | None = None, n: int = 1024, seconds: fl
     return gemm_limit([Gemm(n, n, n)], dtype, threads, seconds, what=f"machine peak, one {n}x{n}x{n} mm")
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of the matrix products and convolutions fn() runs (torch.utils.flop_counter)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
-
-
 @dataclass
 class _Layer:
     module: object
@@ -376,14 +366,6 @@ def layer_work(model, run: Callable[[], object], *, batch: int | None = None, dt
     what = (f"the same {len(layers)} conv/linear layers alone, {kinds}, batch {layers[0].input_shape[0]} "
             f"({str(dtype).removeprefix('torch.')}{layout}, {torch.get_num_threads()} thread(s))")
     return Work(what, flops, step)
-
-
-def layer_limit(model, run: Callable[[], object], *, batch: int | None = None, dtype=None, channels_last: bool = True,
-                train: bool = False, threads: int | None = None, seconds: float = 0.3, warmup: int = 1, min_calls: int = 2) -> Limit:
-    """The machine's throughput for the model's own convolutions and linear layers alone (layer_work)."""
-    with torch_threads(threads):
-        work = layer_work(model, run, batch=batch, dtype=dtype, channels_last=channels_last, train=train)
-        return work.at(seconds_per_call(work.step, seconds, warmup=warmup, min_calls=min_calls))
 
 
 # --------------------------------------------------------------------------- the verdict
