@@ -7,7 +7,8 @@ runs take little longer than one on two cores). Then, in the first: `dvc push` t
 (a local folder) and a git remote (a bare repository), a fresh `git clone` and `dvc pull` that
 re-run nothing; one `dvc exp run -S`, then `dvc exp push` of that experiment and `dvc exp pull`
 of it into the clone. The tests share the reproduced copy and run in this order (pytest keeps a
-file's order).
+file's order). The full profile's run (tests/test_full_profile.py) shares their start: the three
+run side by side (conftest.py's `reproductions`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,64 +23,8 @@ import pytest
 import torch
 import yaml
 
+from copies import OUTPUT_FOLDERS, commit, metrics_of, run, shrunk_copy
 from helpers import flat
-
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def stage_env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "REPRODL_PROGRESS": "0"}
-
-
-def run(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
-
-
-def run_side_by_side(jobs: list[tuple[list[str], Path]], timeout: float = 900) -> None:
-    """Start every (cmd, cwd) at once, wait for all; each must succeed."""
-    started = [(cmd, cwd, subprocess.Popen(cmd, cwd=cwd, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)) for cmd, cwd in jobs]
-    try:
-        for cmd, cwd, process in started:
-            output, _ = process.communicate(timeout=timeout)
-            assert process.returncode == 0, f"{' '.join(cmd)} in {cwd} failed:\n{output[-6000:]}"
-    finally:
-        for _, _, process in started:
-            if process.poll() is None:
-                process.kill()
-
-
-def commit(repo: Path, message: str) -> None:
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "--allow-empty", "-qm", message], repo)
-
-
-def shrunk_copy(repo: Path, extra: dict | None = None) -> Path:
-    """Copy the repository's sources (tracked and new, not ignored; no outputs) into `repo`,
-    merge tests/e2e_params.yaml (then `extra`) over params.yaml, and commit it as a new git repo."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
-    skip = ("data/", "models/", "metrics/", "plots/", "reports/", "dvc.lock")  # outputs: the copy makes its own
-    for rel in listed.stdout.splitlines():
-        src = ROOT / rel
-        if rel.startswith(skip) or not src.is_file():
-            continue
-        dst = repo / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-    params = deep_merge(yaml.safe_load((repo / "params.yaml").read_text()), yaml.safe_load((ROOT / "tests" / "e2e_params.yaml").read_text()))
-    (repo / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, extra or {}), sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    commit(repo, "shrunk copy")
-    return repo
 
 
 @dataclass
@@ -95,11 +36,9 @@ class Reproduced:
 
 
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory) -> Reproduced:
-    """Two shrunk copies of the repository, each reproduced from scratch, side by side."""
-    first = shrunk_copy(tmp_path_factory.mktemp("repo"))
-    second = shrunk_copy(tmp_path_factory.mktemp("repo_again"))
-    run_side_by_side([(["dvc", "repro"], first), (["dvc", "repro", "-f"], second)])
+def reproduced(reproductions) -> Reproduced:
+    """Two shrunk copies of the repository, each reproduced from scratch, side by side (conftest.py)."""
+    first, second = reproductions.first, reproductions.second
     return Reproduced(first, second, metrics_of(first), metrics_of(second))
 
 
@@ -109,17 +48,10 @@ def shrunk_repo(reproduced: Reproduced) -> Path:
     return reproduced.first
 
 
-OUTPUT_FOLDERS = ("data", "models", "metrics", "plots", "reports", "timings")
-
-
 def declared_paths(repo: Path) -> dict[str, str]:
     """Every out and metrics path of dvc.lock -> its stage."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     return {out["path"]: stage for stage, entry in lock["stages"].items() for out in entry.get("outs", [])}
-
-
-def metrics_of(repo: Path) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
 
 
 @pytest.mark.slow

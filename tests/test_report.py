@@ -234,6 +234,17 @@ def test_seeds_are_shown_when_aggregated(inputs, tmp_path):
     assert "another commit" in text, "the fixture's sweep is of another commit than GIT"
 
 
+def test_a_sweep_of_the_other_profile_checks_no_claim_of_this_page(inputs, tmp_path):
+    agg = aggregate(json.loads((ROOT / "tests" / "data" / "exp_show.json").read_text()))
+    other = "full" if agg["profile"] == "embedded" else "embedded"
+    io.write_json(inputs.seeds, agg)
+    page = page_of(inputs, tmp_path)
+    page.profile = other
+    for text in (render_html(page), render_markdown(page)):
+        assert "holds in" not in text and f"the sweep is of the {agg['profile']} profile" in text
+        assert f"This page is of the {other} profile: the sweep does not check its claims." in text
+
+
 def test_data_note_prefers_the_reports_data_paragraph():
     assert data_note("# T\n\nIntro.\n\nData: 10 images (embedded profile).\n\n| a |\n|---|\n") == "Data: 10 images (embedded profile)."
     assert data_note("# T\n\nMLP autoencoders.\n\n## mnist (embedded profile: train 4,000)\n\ntext") == "mnist (embedded profile: train 4,000)"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from test_pipeline import commit, run, shrunk_copy
+from copies import commit, run, shrunk_copy
 
 
 @pytest.mark.slow

@@ -16,6 +16,12 @@ shows, and reports/seeds.md.
 
     reprodl seeds                          # runs dvc exp show --json here
     reprodl seeds --from exp.json          # a saved `dvc exp show --json` ("-": standard input)
+
+`reprodl memory-plan`: what each full-profile dataset costs in RAM and disk at params.yaml's
+data.image_size and split, from the datasets' official image counts (reprodl.datasets.memory_plan),
+as the Markdown table of docs/full-profile.md (tests/test_memory_plan.py keeps the two equal).
+
+    reprodl memory-plan
 """
 
 from __future__ import annotations
@@ -59,6 +65,34 @@ def seeds(source: str | None, rev: str | None, json_path: str, md_path: str) -> 
     return f"{len(agg['seeds'])} seeds ({', '.join(map(str, agg['seeds']))}) of {agg['baseline'][:12]} -> {json_path}, {md_path}"
 
 
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
+
+
+def memory_plan_markdown(params_file: str) -> str:
+    """The memory plan of every full-profile dataset, as a Markdown table."""
+    from .datasets import DATASETS, SPLITS, memory_plan
+
+    data = load_params(params_file).data
+    rows = [
+        f"Full profile at data.image_size {data.image_size} px, split {'/'.join(f'{f:g}' for f in data.split.fractions)} "
+        f"(E9's sets {'/'.join(f'{f:g}' for f in data.fine_grained_split.fractions)}), official test splits "
+        f"{'kept' if data.official_test else 'pooled'}:",
+        "",
+        "| dataset | images (train / val / test) | one image (uint8) | prepared, all splits | prepare's peak RAM | all images as float32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, info in DATASETS.items():
+        if info.full_images is None:
+            continue
+        plan = memory_plan(name, data.image_size, data.split.fractions, fine_grained_fractions=data.fine_grained_split.fractions,
+                           official_test=data.official_test)
+        images = " / ".join(f"{plan.images[s]:,}" for s in SPLITS)
+        shape = "x".join(map(str, plan.shape))
+        rows.append(f"| {name} | {images} | {shape} | {_size(plan.total_bytes)} | {_size(plan.prepare_peak_bytes)} | {_size(plan.float32_bytes())} |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reprodl", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,7 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--rev", help="the baseline commit (default: the first dvc exp show lists, HEAD)")
     sweep.add_argument("--json", default="seeds/seeds.json", help="the aggregate the report stage reads")
     sweep.add_argument("--markdown", default="reports/seeds.md")
+    planner = commands.add_parser("memory-plan", help="RAM and disk of each full-profile dataset (Markdown)")
+    planner.add_argument("-p", "--params", default="params.yaml")
     args = parser.parse_args(argv)
+    if args.command == "memory-plan":
+        try:
+            print(memory_plan_markdown(args.params), end="")
+        except ConfigError as err:
+            print("\n".join(err.lines), file=sys.stderr)
+            return 2
+        return 0
     if args.command == "seeds":
         from .seeds import SeedsError
 

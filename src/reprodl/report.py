@@ -479,6 +479,8 @@ def _seed_column(page: Page, claim_id: str) -> str:
         return "-"
     if not page.seeds:
         return f"1 seed (seed {page.seed})"
+    if page.seeds.get("profile") != page.profile:  # a sweep of other data says nothing about these numbers
+        return f"the sweep is of the {page.seeds.get('profile', '?')} profile"
     entry = next((c for c in page.seeds.get("claims", []) if c["id"] == claim_id), None)
     if entry is None or entry["of"] == 0:
         return "not run in the sweep"
@@ -554,7 +556,7 @@ def _seeds_html(page: Page) -> list[str]:
                    "between seeds is not a finding. To check them over seeds:</p>")
         out.append(f"<pre>{_e(SWEEP_COMMANDS)}</pre>")
         return out
-    out.append(f"<p>{_e(seeds_summary(seeds, page.git.commit))} Full table: <a href=\"seeds.md\">reports/seeds.md</a>.</p>")
+    out.append(f"<p>{_e(seeds_summary(seeds, page.git.commit, page.profile))} Full table: <a href=\"seeds.md\">reports/seeds.md</a>.</p>")
     out.append(f"<table><thead><tr><th>metric</th><th>mean &plusmn; std ({_e(seeds.get('profile', '?'))})</th><th>min</th><th>max</th><th>n</th></tr></thead><tbody>")
     for m in seeds["metrics"]:
         out.append(f'<tr><td>{_e(m["label"])}</td><td class="num">{_e(_mean_std(m))}</td><td class="num">{_e(_fmt(m["min"], m["fmt"]))}</td>'
@@ -563,9 +565,11 @@ def _seeds_html(page: Page) -> list[str]:
     return out
 
 
-def seeds_summary(seeds: dict, commit: str | None) -> str:
+def seeds_summary(seeds: dict, commit: str | None, profile: str | None = None) -> str:
     text = f"Sweep of {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))}), {seeds.get('profile', '?')} profile, " \
            f"baseline commit {str(seeds['baseline'])[:12]}."
+    if profile and seeds.get("profile") != profile:
+        text += f" This page is of the {profile} profile: the sweep does not check its claims."
     if commit and not str(commit).startswith(str(seeds["baseline"])[:12]):
         text += " The page was built from another commit: the sweep may be out of date."
     return text
@@ -702,7 +706,7 @@ def render_markdown(page: Page) -> str:
         out.append(f"| {_md(claim.statement)} | {claim.experiment.upper()} | **{verdict.status}** | {_md(verdict.evidence)} | {_md(claim.reference)} | {_md(_seed_column(page, claim.id))} |")
     out += ["", "## Seeds", ""]
     if page.seeds:
-        out += [seeds_summary(page.seeds, page.git.commit) + " Every metric's mean ± std: [seeds.md](seeds.md).", ""]
+        out += [seeds_summary(page.seeds, page.git.commit, page.profile) + " Every metric's mean ± std: [seeds.md](seeds.md).", ""]
     else:
         out += [f"**No seed sweep yet.** Every number and verdict here comes from one seed ({page.seed}). To check them over seeds:", "",
                 "```bash", SWEEP_COMMANDS, "```", ""]
