@@ -66,7 +66,8 @@ def reproductions(tmp_path_factory) -> Reproductions:
     mirror, caches = tmp_path_factory.mktemp("mirror"), tmp_path_factory.mktemp("caches")
     full_mirror.seed_weight_caches(caches / "torch", caches / "hf")
     full_params = yaml.safe_load((ROOT / "tests" / "e2e_full_params.yaml").read_text())
-    full_env = {**stage_env(), "TORCH_HOME": str(caches / "torch"), "HF_HOME": str(caches / "hf"), "HF_HUB_OFFLINE": "1"}
+    full_env = {**stage_env(), "TORCH_HOME": str(caches / "torch"), "HF_HOME": str(caches / "hf"), "HF_HUB_OFFLINE": "1",
+                "REPRODL_WORKERS": "1"}  # E2/E3 in one process: the three runs already share the two cores
     with fakes.serve_directory(mirror) as base_url:
         full = shrunk_copy(tmp_path_factory.mktemp("full_repo"), full_params, sources=full_mirror.build_mirror(mirror, base_url))
         run_side_by_side([
