@@ -7,6 +7,7 @@ any extra overrides) merged over it, and is a git repository of its own, committ
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -81,6 +82,23 @@ def shrunk_copy(repo: Path, extra: dict | None = None, sources: dict | None = No
 
 def metrics_of(repo: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
+
+
+def checked_metrics(repo: Path) -> dict[str, dict]:
+    """Every stage's metrics file, each holding only finite headline numbers (no wall times)."""
+    from helpers import flat
+
+    metrics = metrics_of(repo)
+    pretrained = [f"pretrain_{arch}" for arch in yaml.safe_load((repo / "params.yaml").read_text())["pretrain"]["archs"]]
+    assert set(metrics) == {f"{stage}.json" for stage in ("e1", "e2", "e3", "e4", "e5", "e6", *pretrained, "e7", "e8", "e9")}
+    for name, tree in metrics.items():
+        values = list(flat(tree).items())
+        assert 0 < len(values) <= 60, f"{name}: {len(values)} values; metrics hold headline numbers only"
+        for key, value in values:
+            assert "seconds" not in key, f"{name}: {key} is a wall time; it belongs in timings/"
+            if isinstance(value, float):
+                assert math.isfinite(value), f"{name}: {key} = {value}"
+    return metrics
 
 
 OUTPUT_FOLDERS = ("data", "models", "metrics", "plots", "reports", "timings")

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import pytest
 import yaml
 
-from copies import metrics_of, run
-from helpers import flat
+from copies import checked_metrics, run
 
 FULL_DATASETS = ("mnist", "fashion_mnist", "usps", "voc2007", "stanford_dogs")
 
@@ -56,15 +54,7 @@ def test_every_stage_runs_on_the_downloaded_data(full_repo: Path):
 
 @pytest.mark.slow
 def test_every_metric_exists_and_the_imagenet_weights_were_loaded(full_repo: Path):
-    metrics = metrics_of(full_repo)
-    pretrained = [f"pretrain_{arch}" for arch in yaml.safe_load((full_repo / "params.yaml").read_text())["pretrain"]["archs"]]
-    assert set(metrics) == {f"{stage}.json" for stage in ("e1", "e2", "e3", "e4", "e5", "e6", *pretrained, "e7", "e8", "e9")}
-    for name, tree in metrics.items():
-        values = flat(tree)
-        assert values, f"{name} is empty"
-        for key, value in values.items():
-            if isinstance(value, float):
-                assert math.isfinite(value), f"{name}: {key} = {value}"
+    metrics = checked_metrics(full_repo)
     assert set(metrics["e5.json"]["e5"]) >= {"mnist", "fashion_mnist"}
     assert {"usps_mlp", "usps_conv"} <= set(metrics["e6.json"]["e6"])
     e9 = metrics["e9.json"]["e9"]
