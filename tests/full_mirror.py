@@ -28,11 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import fakes
+from reprodl.formats import VOC_CLASSES
 
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
 DOG_BREEDS = ("n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02086240-Shih-Tzu", "n02086910-papillon",
               "n02087046-toy_terrier", "n02088094-Afghan_hound")
 
@@ -41,10 +38,6 @@ def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-def _colour(k: int) -> tuple[int, int, int]:
-    return fakes.fake_image_color(k)
 
 
 def write_mnist_like(folder: Path, images: np.ndarray, labels: np.ndarray, n_train: int) -> dict[str, dict]:
@@ -99,7 +92,7 @@ def write_voc(folder: Path, n_trainval: int, n_test: int, seed: int = 0) -> dict
                 c = (k + 7 * j) % len(VOC_CLASSES)  # every class appears in both tars
                 objects.append((VOC_CLASSES[c], int(rng.random() < 0.15)))
                 x0, y0 = int(rng.integers(0, size[0] // 2)), int(rng.integers(0, size[1] // 2))
-                draw.rectangle((x0, y0, x0 + size[0] // 3, y0 + size[1] // 3), fill=_colour(c))
+                draw.rectangle((x0, y0, x0 + size[0] // 3, y0 + size[1] // 3), fill=fakes.fake_image_color(c))
             members[f"{root}/Annotations/{image_id}.xml"] = fakes.voc_annotation_xml(image_id, size, objects)
             members[f"{root}/JPEGImages/{image_id}.jpg"] = _jpeg(image)
             ids.append(image_id)
@@ -119,7 +112,7 @@ def write_dogs(folder: Path, per_breed: int, seed: int = 0) -> dict[str, dict]:
         wnid = breed.split("-", 1)[0]
         for j in range(per_breed):
             size = (int(rng.integers(80, 120)), int(rng.integers(60, 100)))
-            pixels = np.clip(np.array(_colour(b), float) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255)
+            pixels = np.clip(np.array(fakes.fake_image_color(b), float) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255)
             members[f"Images/{breed}/{wnid}_{j + 1}.jpg"] = _jpeg(Image.fromarray(pixels.astype(np.uint8)))
     return {"images": {"name": "images.tar", "md5": fakes.write_tar(folder, "images.tar", members)}}
 

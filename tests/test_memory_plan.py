@@ -103,3 +103,15 @@ def test_prepare_decodes_large_images_to_disk_not_into_ram(mirror, tmp_path, mon
 def test_the_docs_table_is_the_plan_of_params_yaml():
     table = memory_plan_markdown(str(ROOT / "params.yaml"))
     assert table in (ROOT / "docs" / "full-profile.md").read_text(), "regenerate it: reprodl memory-plan"
+
+
+def test_memory_plan_command_names_a_misspelt_key_and_exits_2(tmp_path, capsys):
+    from reprodl.cli import main
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("  image_size: 224", "  image_sise: 224", 1))
+    assert main(["memory-plan", "-p", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "data.image_sise is not a known key (did you mean image_size?)" in err
+    assert main(["memory-plan", "-p", str(ROOT / "params.yaml")]) == 0
+    assert capsys.readouterr().out == memory_plan_markdown(str(ROOT / "params.yaml"))

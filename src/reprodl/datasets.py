@@ -374,9 +374,9 @@ def subsample(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 
 class _Rows:
-    """Rows `index` of `array`, copied out only when an array is asked for (np.asarray, as
-    np.savez does when prepare writes the split): prepare holds one split's images at a time, and
-    a memory-mapped source (VOC2007, Stanford Dogs) stays on disk."""
+    """Rows `index` of `array`, copied out a slice at a time when io.save_npz writes the split:
+    prepare never holds a whole split's images, and a memory-mapped source (VOC2007, Stanford
+    Dogs) stays on disk."""
 
     def __init__(self, array: np.ndarray, index: np.ndarray):
         self.array, self.index = array, np.asarray(index)
@@ -389,19 +389,16 @@ class _Rows:
     def dtype(self) -> np.dtype:
         return self.array.dtype
 
-    def __getitem__(self, rows: slice) -> np.ndarray:  # io.save_npz copies a split out chunk by chunk
+    def __getitem__(self, rows: slice) -> np.ndarray:
         return self.array[self.index[rows]]
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        rows = self.array[self.index]
-        return rows if dtype is None else rows.astype(dtype)
 
-
-def _take(x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    return {split: {"x": x[idx], "y": y[idx]} for split, idx in zip(SPLITS, parts)}
+def _take(x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> dict[str, dict]:
+    """The splits: rows `parts[i]` of x (copied out as they are written) and of y."""
+    return {split: {"x": _Rows(x, idx), "y": y[idx]} for split, idx in zip(SPLITS, parts)}
 
 
 def _prepare_embedded(name, raw_dir, fractions, seed, max_images, scene_options, colour_size, pair_options, own_fractions):
@@ -462,8 +459,7 @@ def _read_full(name, raw_dir, work, fractions, seed, official_test, max_images, 
         images = extract_archive(files["images"], work / "images")
         x, y, classes = formats.read_stanford_dogs(images / "Images", image_size, progress=progress, scratch=work / "decoded")
         keep = subsample(y, max_images, seed)
-        parts = stratified_split(y[keep], fractions, seed)
-        return {split: {"x": _Rows(x, keep[idx]), "y": y[keep[idx]]} for split, idx in zip(SPLITS, parts)}, classes
+        return _take(x, y, [keep[idx] for idx in stratified_split(y[keep], fractions, seed)]), classes
     else:  # pragma: no cover - DATASETS and this function list the same names
         raise DatasetError(f"no full-profile reader for {name}")
 

@@ -6,8 +6,8 @@ import contextlib
 import json
 import math
 import os
-import zipfile
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -78,7 +78,7 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 def _write_npy(out, array) -> None:
     """The .npy format (header 1.0), C order, rows copied NPZ_CHUNK_BYTES at a time."""
-    if isinstance(array, np.ndarray) and array.ndim == 0 or not hasattr(array, "shape"):
+    if not hasattr(array, "shape"):  # a Python scalar or list
         array = np.asarray(array)
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
     np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
