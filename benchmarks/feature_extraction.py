@@ -9,9 +9,9 @@ the scenes are upsampled), in this one run:
   Normalize, one at a time), a DataLoader, the model in eval() with its fc replaced by an
   identity, fp32, contiguous memory, under torch.no_grad() (eager: no inference mode, no
   channels-last).
-- ours: the pipeline's path (reprodl.experiments.e7): the images of a batch decoded into one
-  tensor and resized / standardised at once (backbones.prepare_images), then
-  reprodl.hooks.extract_features: a forward hook on `avgpool`, inference mode, channels-last, and
+- ours: the pipeline's path (reprodl.experiments.e7): the uint8 images held as a
+  reprodl.images.Images, each batch converted, resized and standardised as one tensor in
+  reprodl.hooks.extract_features, with a forward hook on `avgpool`, inference mode, channels-last, and
   e7.feature_precision (auto: bf16 autocast when the CPU has native bf16, AVX-512 BF16 or AMX;
   fp32 where bf16 would be emulated, as on AVX2-only CPUs).
 - the limit: ResNet50's own 54 convolutions and linear layer on a batch of the same shape,
@@ -44,6 +44,7 @@ from torchvision import transforms
 
 from reprodl import backbones, datasets, engine, hooks
 from reprodl.config import load_params
+from reprodl.images import IMAGENET_MEAN, IMAGENET_STD, Images, prepare_images
 from reprodl.experiments import e7
 from reprodl.precision import PRECISIONS, use_bf16
 from timing import bf16_flags, cpu_kind, layer_work, machine_line, print_record, report_limit  # benchmarks/timing.py
@@ -61,7 +62,7 @@ class PilScenes(torch.utils.data.Dataset):
         self.transform = transforms.Compose([
             transforms.Resize(size),
             transforms.ToTensor(),
-            transforms.Normalize(backbones.IMAGENET_MEAN, backbones.IMAGENET_STD),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ])
 
     def __len__(self) -> int:
@@ -84,13 +85,13 @@ def baseline_batches(model: nn.Module, images: np.ndarray, size: int, batch_size
 def our_features(model: nn.Module, images: np.ndarray, size: int, batch_size: int, bf16: bool) -> torch.Tensor:
     """The pipeline's path for these images (e7.load_scenes, then e7.extract_features), given the
     model already folded (fold_our_model): the pipeline folds once per split, not per batch."""
-    x = backbones.prepare_images(engine.to_tensor_images(images), size)  # (N, 3, S, S), the batch at once
+    x = Images(torch.from_numpy(images), size)  # (N, 3, h, w) uint8; extract_features converts it batch by batch
     return hooks.extract_features(model, x, ["avgpool"], batch_size=batch_size, bf16=bf16, progress=False, fold=False)["avgpool"]
 
 
 def fold_our_model(model: nn.Module, images: np.ndarray, size: int) -> nn.Module:
     """What extract_features does first: conv + batch norm folded, checked on two images."""
-    probe = backbones.prepare_images(engine.to_tensor_images(images[:2]), size).contiguous(memory_format=torch.channels_last)
+    probe = prepare_images(engine.to_tensor_images(images[:2]), size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return hooks.fold_for_extraction(model.eval(), probe, ["avgpool"]).to(memory_format=torch.channels_last)
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
     models = {name: backbones.load_backbone(args.arch, weights) for name in ("baseline", "ours")}
     ours_model = models["ours"].eval().to(memory_format=torch.channels_last)
-    one_image = backbones.prepare_images(engine.to_tensor_images(images[:1]), size).contiguous(memory_format=torch.channels_last)
+    one_image = prepare_images(engine.to_tensor_images(images[:1]), size).contiguous(memory_format=torch.channels_last)
 
     def one_forward():
         with torch.inference_mode():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from reprodl import backbones
+from reprodl import backbones, images
 from reprodl.config import ParamError
 
 
@@ -138,7 +138,7 @@ def test_grey_stem_sums_the_rgb_filters(resnet18):
 
 def test_prepare_images_resizes_and_standardises():
     x = torch.rand(3, 1, 28, 28)
-    out = backbones.prepare_images(x, 32)
+    out = images.prepare_images(x, 32)
     assert out.shape == (3, 1, 32, 32)
     assert out.mean() < x.mean()  # ImageNet means subtracted
 

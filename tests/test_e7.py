@@ -14,6 +14,7 @@ from helpers import flat, write_tiny_scenes
 
 from reprodl import backbones, config, datasets, engine, io
 from reprodl.experiments import e7
+from reprodl.images import Images
 
 
 def tiny_config(weights: str, **overrides) -> config.E7:
@@ -166,3 +167,14 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
     assert "bce_with_logits" in report, "the report shows the TrainConfigs that ran"
     assert (tmp_path / "ap.png").stat().st_size > 0
 
+
+
+def test_scenes_stay_uint8_at_their_stored_size(tiny_scenes):
+    """VOC2007 at 224 px is 1.4 GiB as uint8 and 5.6 GiB as float32: the scenes are converted per batch."""
+    scenes = e7.load_scenes(tiny_scenes, 48, max_train_images=10)
+    stored = datasets.load_split(tiny_scenes, "train").x
+    for split, n in {"train": 10, "val": 8, "test": 8}.items():
+        x = scenes[split]["x"]
+        assert isinstance(x, Images) and x.pixels.dtype == torch.uint8 and x.pixels.shape[2:] == stored.shape[2:]
+        assert x.shape == (n, 3, 48, 48) and len(scenes[split]["present"]) == n
+    assert torch.equal(scenes["train"]["x"].pixels, torch.from_numpy(stored[scenes["train"]["index"].numpy()]))

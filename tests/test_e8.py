@@ -13,6 +13,7 @@ from helpers import RecordingTracker, flat
 
 from reprodl import backbones, config, io, models
 from reprodl.experiments import e8, pretrain
+from reprodl.images import Images
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +156,17 @@ def test_tiny_pretrain_saves_a_backbone_that_loads(tmp_path):
         predicted = model.eval()(val_x).argmax(1)
     assert len(val_y) == 8 and metrics["resnet18"]["val"]["accuracy"] == pytest.approx(float((predicted == val_y).float().mean()), abs=1e-6)
 
+
+
+def test_e8_trains_on_the_uint8_images_converted_per_batch(tmp_path, weights, monkeypatch):
+    """At 224 px all of MNIST as float32 would be 13 GiB: E8 keeps the 28 px uint8 and resizes each batch."""
+    seen = []
+    real_fit = e8.engine.fit
+    monkeypatch.setattr(e8.engine, "fit", lambda model, train, val, *a, **k: seen.append((train[0], val[0])) or real_fit(model, train, val, *a, **k))
+    cfg = compose({"e8.weights": weights, "e8.variants": ["scratch"], "e8.image_size": 40, "e8.max_train_images": 16, "e8.train.epochs": 1,
+                   "e8.train.batch_size": 8, "e8.train.max_batches": 1}).e8
+    e8.run_e8(cfg, tiny_mnist(tmp_path / "mnist"), report_path=tmp_path / "e8.md", summary_path=tmp_path / "summary.txt", progress=False)
+    (train, val), = seen
+    for x, n in ((train, 16), (val, 10)):
+        assert isinstance(x, Images) and x.pixels.dtype == torch.uint8 and tuple(x.pixels.shape) == (n, 1, 28, 28)
+        assert x.shape == (n, 1, 40, 40)

@@ -12,6 +12,7 @@ from fakes import DOGS_FAKE_BREEDS, serve_directory, write_dogs_tar
 from helpers import RecordingTracker
 from reprodl import backbones, datasets, scenes
 from reprodl.config import ConfigError, ParamError
+from reprodl.images import IMAGENET_MEAN, IMAGENET_STD, Images
 from reprodl.experiments import e9
 
 
@@ -132,7 +133,7 @@ def test_the_vit_patch_grid_must_divide_the_image_size():
 
 def test_timm_input_statistics_follow_the_weights():
     assert backbones.input_stats("vit_base_patch16_224.augreg_in21k") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    assert backbones.input_stats("mobilenetv2_100") == (backbones.IMAGENET_MEAN, backbones.IMAGENET_STD)
+    assert backbones.input_stats("mobilenetv2_100") == (IMAGENET_MEAN, IMAGENET_STD)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -307,3 +308,15 @@ def test_full_profile_e9_from_a_local_mirror_and_local_weights_files(tmp_path):
     assert tree["dataset"] == "stanford_dogs" and tree["profile"] == "full" and set(tree["subsets"]) == {"2", "4"}
     assert all(np.isfinite(v["accuracy"]) for entry in tree["subsets"].values() for m, v in entry.items() if m in e9.MODELS)
     assert "Stanford Dogs" in (tmp_path / "e9.md").read_text()
+
+
+def test_model_inputs_keep_the_drawn_images_uint8_with_the_archs_statistics():
+    """All of Stanford Dogs at 224 px as float32 is 11.5 GiB: E9 hands the engine uint8 images, converted per batch."""
+    rng = np.random.default_rng(0)
+    data = {split: (rng.integers(0, 256, (n, 3, 20, 20), dtype=np.uint8), np.arange(n) % 2) for split, n in {"train": 6, "val": 2, "test": 2}.items()}
+    images, labels = e9.model_inputs(data, "vit_micro_patch8", 32)
+    mean, std = backbones.input_stats("vit_micro_patch8")
+    for split, (x, y) in data.items():
+        assert isinstance(images[split], Images) and torch.equal(images[split].pixels, torch.from_numpy(x))
+        assert images[split].shape == (len(x), 3, 32, 32) and (images[split].mean, images[split].std) == (mean, std)
+        assert torch.equal(labels[split], torch.from_numpy(y))

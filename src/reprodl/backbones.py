@@ -31,14 +31,13 @@ import torch.nn as nn
 import torchvision
 
 from . import io
+from .images import IMAGENET_MEAN, IMAGENET_STD
 from .config import ARCHS, HUB, RANDOM, TIMM_ARCHS, ParamError  # the catalogue's backbones (E7, E8; E9)
 
 # The torchvision weights "imagenet" means, by explicit name: the same file on every
 # torchvision release (`.DEFAULT` is whatever the installed release calls its best).
 HUB_WEIGHTS = {"resnet50": "ResNet50_Weights.IMAGENET1K_V1", "resnet18": "ResNet18_Weights.IMAGENET1K_V1"}
 COMMON_LAYERS = ("avgpool", "layer4", "fc")  # the modules usually hooked, offered when a layer name is wrong
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class BackboneError(ParamError):
@@ -223,19 +222,6 @@ def input_stats(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
         cfg = get_pretrained_cfg(TIMM_SPECS[arch][0])
         return tuple(cfg.mean), tuple(cfg.std)
     return IMAGENET_MEAN, IMAGENET_STD
-
-
-def prepare_images(
-    x: torch.Tensor, size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-) -> torch.Tensor:
-    """Images in [0, 1] (N, C, h, w) -> (N, C, size, size), standardised with the channel
-    statistics the pretrained weights expect (ImageNet's by default; grey images: their mean)."""
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean, std = torch.tensor(mean), torch.tensor(std)
-    if x.shape[1] == 1:
-        mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
-    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
 # --------------------------------------------------------------------------- timm (E9)

@@ -69,6 +69,9 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
 
 
+PLAN_BATCH = 256  # images: the largest batch of the catalogue's stages (e9.baseline.feature_batch_size)
+
+
 def memory_plan_markdown(params_file: str) -> str:
     """The memory plan of every full-profile dataset, as a Markdown table."""
     from .datasets import DATASETS, SPLITS, memory_plan
@@ -79,7 +82,8 @@ def memory_plan_markdown(params_file: str) -> str:
         f"(E9's sets {'/'.join(f'{f:g}' for f in data.fine_grained_split.fractions)}), official test splits "
         f"{'kept' if data.official_test else 'pooled'}:",
         "",
-        "| dataset | images (train / val / test) | one image (uint8) | prepared, all splits | prepare's peak RAM | all images as float32 |",
+        f"| dataset | images (train / val / test) | one image (uint8) | prepared, all splits | prepare's peak RAM | "
+        f"an experiment's data (+ {PLAN_BATCH} images as float32 at {data.image_size} px) |",
         "|---|---|---|---|---|---|",
     ]
     for name, info in DATASETS.items():
@@ -89,7 +93,7 @@ def memory_plan_markdown(params_file: str) -> str:
                            official_test=data.official_test)
         images = " / ".join(f"{plan.images[s]:,}" for s in SPLITS)
         shape = "x".join(map(str, plan.shape))
-        rows.append(f"| {name} | {images} | {shape} | {_size(plan.total_bytes)} | {_size(plan.prepare_peak_bytes)} | {_size(plan.float32_bytes())} |")
+        rows.append(f"| {name} | {images} | {shape} | {_size(plan.total_bytes)} | {_size(plan.prepare_peak_bytes)} | {_size(plan.experiment_bytes(PLAN_BATCH, data.image_size))} |")
     return "\n".join(rows) + "\n"
 
 

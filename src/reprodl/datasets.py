@@ -314,12 +314,10 @@ class MemoryPlan:
     def decoded_to_disk(self) -> bool:
         return dataset_info(self.name).full_shape is None
 
-    def float32_bytes(self, size: int | None = None) -> int:
-        """Every image as float32 at `size` px (default: as stored): what an experiment that
-        converts all its splits at once (engine.to_tensor_images) holds."""
-        c, h, w = self.shape
-        pixels = c * size * size if size else c * h * w
-        return sum(self.images.values()) * pixels * 4
+    def experiment_bytes(self, batch_size: int, size: int) -> int:
+        """The data an experiment on every split holds: the uint8 splits as prepared and one
+        batch of float32 at `size` px (reprodl.images.Images converts batch by batch)."""
+        return self.total_bytes + batch_size * self.shape[0] * size * size * 4
 
 
 def memory_plan(

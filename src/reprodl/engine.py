@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from . import io
 from .heap import retain_freed_memory
+from .images import Images, model_input, nbytes, to_unit_float
 from .precision import autocast, use_bf16
 
 from .config import DEVICES, OPTIMIZERS, SCHEDULES, ParamError, TrainBase  # the allowed values live in the config
@@ -157,8 +158,8 @@ def device_name(device: torch.device | str) -> str:
     return torch.device(device).type
 
 
-def place(tensors: tuple[torch.Tensor, ...], device: torch.device | str, *, budget: float = 0.5, free_bytes: int | None = None) -> tuple[torch.Tensor, ...]:
-    """`tensors` moved to `device` whole when together they take at most `budget` of its free
+def place(tensors: tuple[torch.Tensor | Images, ...], device: torch.device | str, *, budget: float = 0.5, free_bytes: int | None = None) -> tuple:
+    """`tensors` (or Images: their uint8 pixels) moved to `device` whole when together they take at most `budget` of its free
     memory (a CUDA device's, or `free_bytes`), else as they are: their batches then move one at a
     time. On the CPU nothing moves."""
     device = torch.device(device)
@@ -166,15 +167,16 @@ def place(tensors: tuple[torch.Tensor, ...], device: torch.device | str, *, budg
         return tensors
     if free_bytes is None and device.type == "cuda":
         free_bytes = torch.cuda.mem_get_info(device)[0]
-    size = sum(t.numel() * t.element_size() for t in tensors if t.device != device)
+    size = sum(nbytes(t) for t in tensors if t.device != device)
     if free_bytes is not None and size > budget * free_bytes:
         return tensors
     return tuple(t.to(device) for t in tensors)
 
 
 def to_tensor_images(x: np.ndarray) -> torch.Tensor:
-    """uint8 images (N, C, H, W) -> float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
+    """uint8 images (N, C, H, W) -> float32 in [0, 1], the whole array at once (a large split:
+    reprodl.images.Images, converted per batch)."""
+    return to_unit_float(torch.from_numpy(np.ascontiguousarray(x)))
 
 
 def random_affine(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
@@ -251,16 +253,29 @@ def _prepare_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
+# The most input bytes (float32) one prediction batch takes: 1,024 MNIST rows are 3 MiB, but
+# 1,024 images at 224 px are 588 MiB, and each early layer output of ResNet50 on them 3.2 GB.
+PREDICT_BATCH_BYTES = 64 * 2**20
+
+
+def predict_batch_rows(x: torch.Tensor | Images, batch_size: int) -> int:
+    """batch_size, or fewer rows where batch_size rows would exceed PREDICT_BATCH_BYTES of float32 input."""
+    per_row = 4 * math.prod(x.shape[1:])
+    return max(1, min(batch_size, PREDICT_BATCH_BYTES // per_row))
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, channels_last: bool = True) -> torch.Tensor:
-    """Model outputs for every row of x, in eval mode, batch by batch on the model's device; returned on the CPU."""
+def predict(model: nn.Module, x: torch.Tensor | Images, batch_size: int = 1024, channels_last: bool = True) -> torch.Tensor:
+    """Model outputs for every row of x, in eval mode, batch by batch on the model's device; returned on the CPU.
+    Batches of batch_size rows, fewer for large images (predict_batch_rows)."""
     model.eval()
     device = _device_of(model)
-    outputs = [model(_prepare_input(x[i : i + batch_size].to(device), channels_last)) for i in range(0, len(x), batch_size)]
+    batch_size = predict_batch_rows(x, batch_size)
+    outputs = [model(_prepare_input(model_input(x[i : i + batch_size].to(device)), channels_last)) for i in range(0, len(x), batch_size)]
     return torch.cat(outputs).float().cpu()
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 1024, channels_last: bool = True) -> dict[str, float]:
+def evaluate(model: nn.Module, x: torch.Tensor | Images, y: torch.Tensor, loss: str, batch_size: int = 1024, channels_last: bool = True) -> dict[str, float]:
     """Loss and, for classification, accuracy on a whole split."""
     outputs = predict(model, x, batch_size, channels_last)  # on the CPU
     y = y.cpu()
@@ -271,8 +286,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, batc
 
 def fit(
     model: nn.Module,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor] | None,
+    train: tuple[torch.Tensor | Images, torch.Tensor],
+    val: tuple[torch.Tensor | Images, torch.Tensor] | None,
     cfg: TrainConfig,
     *,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -349,7 +364,7 @@ def fit(
         seen = 0
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,) or (B, K)
+            xb, yb = model_input(x_train[idx]), y_train[idx]  # (B, C, H, W), (B,) or (B, K); Images converted here
             if cfg.augment.active:
                 xb = random_affine(xb, cfg.augment, generator)  # the whole batch: every rank's generator stays in step
             if world > 1:  # this rank's share of the batch
@@ -581,7 +596,7 @@ def _broadcast_buffers(model: nn.Module) -> None:
 
 
 @torch.inference_mode()
-def _evaluate_shared(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, rank: int, world: int) -> dict[str, float]:
+def _evaluate_shared(model: nn.Module, x: torch.Tensor | Images, y: torch.Tensor, cfg: TrainConfig, rank: int, world: int) -> dict[str, float]:
     """evaluate() with the rows shared out over the ranks and the sums reduced.
 
     Each rank's mean is weighted by its row count, so uneven shares average exactly; a rank

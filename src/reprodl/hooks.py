@@ -28,6 +28,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .heap import retain_freed_memory
+from .images import Images, model_input
 from .precision import autocast, use_bf16
 
 
@@ -131,7 +132,7 @@ def fold_for_extraction(model: nn.Module, probe: torch.Tensor, layers: list[str]
 @torch.inference_mode()
 def extract_features(
     model: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | Images,
     layers: list[str],
     *,
     batch_size: int = 256,
@@ -161,7 +162,7 @@ def extract_features(
     if channels_last and x.dim() == 4:
         model = model.to(memory_format=torch.channels_last)
     if fold and len(x):
-        model = fold_for_extraction(model, x[:2].to(device), list(layers))
+        model = fold_for_extraction(model, model_input(x[:2].to(device)), list(layers))
         if channels_last and x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)  # the fused weights
     captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
@@ -174,11 +175,12 @@ def extract_features(
 
     handles = [model.get_submodule(name).register_forward_hook(keep(name)) for name in layers]
     try:
-        with autocast(bf16, device):
-            for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=None if progress else True, leave=False):
-                batch = x[start : start + batch_size].to(device, non_blocking=True)
-                if channels_last and batch.dim() == 4:
-                    batch = batch.contiguous(memory_format=torch.channels_last)
+        for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=None if progress else True, leave=False):
+            # Images are converted per batch, in fp32 outside autocast: the same input as a split converted whole.
+            batch = model_input(x[start : start + batch_size].to(device, non_blocking=True))
+            if channels_last and batch.dim() == 4:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(bf16, device):
                 model(batch)
     finally:
         for handle in handles:  # a hook left behind would keep capturing on later calls

@@ -34,6 +34,7 @@ import torch.nn as nn
 from .. import backbones, datasets, engine, io, metrics, precision
 from ..config import E7
 from ..hooks import extract_features as hook_features
+from ..images import Images
 from ..references import E7 as REFERENCE  # the catalogue's numbers, shared with the study page
 from ..tables import format_table
 from ..tracking import Tracker
@@ -58,7 +59,7 @@ def finetune_config(cfg: E7, seed: int) -> engine.TrainConfig:
 
 
 def load_scenes(prepared_dir: Path, image_size: int | None = None, max_train_images: int | None = None, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
-    """Every split as standardised images (N, 3, S, S) (unless image_size is None: labels only),
+    """Every split as images (uint8, made (B, 3, S, S) standardised floats per batch; none when image_size is None: labels only),
     multi-hot `present` (N, K), `difficult` (N, K) and `index`, the rows kept of the prepared
     split: all, except a seeded subset of max_train_images train scenes (the time budget)."""
     out = {}
@@ -72,7 +73,7 @@ def load_scenes(prepared_dir: Path, image_size: int | None = None, max_train_ima
             "difficult": torch.from_numpy(difficult[index].astype(bool)),
         }
         if image_size is not None:
-            out[split]["x"] = backbones.prepare_images(engine.to_tensor_images(sp.x[index]), image_size)
+            out[split]["x"] = Images(torch.from_numpy(sp.x[index]), image_size)
     return out
 
 

@@ -25,6 +25,7 @@ import torch.nn as nn
 from torchinfo import summary
 
 from .. import backbones, datasets, engine, io, models
+from ..images import Images
 from ..config import E8
 from ..references import E8_N_PARAMS as N_PARAMS, E8_TEST as REFERENCE_TEST, E8_VAL as REFERENCE_VAL  # the catalogue's numbers, shared with the study page
 from ..tables import format_table
@@ -74,7 +75,7 @@ def run_e8(
     for split in datasets.SPLITS:
         sp = datasets.load_split(prepared_dir, split)
         keep = datasets.subsample(sp.y, cfg.max_train_images if split == "train" else None, seed)
-        x = backbones.prepare_images(engine.to_tensor_images(sp.x[keep]), cfg.image_size)  # (N, 1, S, S)
+        x = Images(torch.from_numpy(sp.x[keep]), cfg.image_size)  # (N, 1, 28, 28) uint8; each batch (B, 1, S, S) float
         tensors[split] = (x, torch.from_numpy(sp.y[keep]))
     results: dict[str, Any] = {}
     n_params = None

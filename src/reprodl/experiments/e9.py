@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from .. import backbones, datasets, engine, io, models, references
 from ..config import E9, ParamError
+from ..images import Images, model_input
 from ..tables import format_table
 from ..tracking import Tracker
 
@@ -105,19 +106,19 @@ def top_k_accuracy(probs: np.ndarray, y: np.ndarray, k: int) -> float:
     return float((top == y[:, None]).any(1).mean())
 
 
-def model_inputs(data: dict, arch: str, image_size: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A drawn subset as tensors: images (N, 3, S, S) standardised as `arch`'s weights expect, labels (N,)."""
+def model_inputs(data: dict, arch: str, image_size: int) -> tuple[dict[str, Images], dict[str, torch.Tensor]]:
+    """A drawn subset: images (uint8, made (B, 3, S, S) floats standardised as `arch`'s weights expect per batch), labels (N,)."""
     mean, std = backbones.input_stats(arch)
-    images = {split: backbones.prepare_images(engine.to_tensor_images(x), image_size, mean, std) for split, (x, _) in data.items()}
+    images = {split: Images(torch.from_numpy(x), image_size, mean, std) for split, (x, _) in data.items()}
     return images, {split: torch.from_numpy(y) for split, (_, y) in data.items()}
 
 
 @torch.no_grad()
-def frozen_features(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def frozen_features(model: nn.Module, x: torch.Tensor | Images, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The pooled features before the classifier, eval mode, computed on `device` (the model is
     moved there); (N, C, H, W) -> (N, D) on the CPU."""
     model.eval().to(device)
-    parts = [model.forward_head(model.forward_features(x[i : i + batch_size].to(device)), pre_logits=True) for i in range(0, len(x), batch_size)]
+    parts = [model.forward_head(model.forward_features(model_input(x[i : i + batch_size].to(device))), pre_logits=True) for i in range(0, len(x), batch_size)]
     return torch.cat(parts).float().cpu()
 
 

@@ -26,6 +26,7 @@ import torch
 
 from .. import backbones, datasets, engine
 from ..config import ParamError, Pretrain
+from ..images import prepare_images
 
 
 def source_images(
@@ -37,7 +38,7 @@ def source_images(
     x = engine.to_tensor_images(split.x[keep])  # (N, C, h, w) in [0, 1]
     if x.shape[1] == 1:  # grey digits (USPS): the same image in R, G and B
         x = x.expand(-1, 3, -1, -1)
-    return backbones.prepare_images(x, image_size, *backbones.input_stats(arch)), torch.from_numpy(split.y[keep])
+    return prepare_images(x, image_size, *backbones.input_stats(arch)), torch.from_numpy(split.y[keep])
 
 
 def run_pretrain(
