@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -35,6 +36,19 @@ def run(cmd: list[str], cwd: Path, timeout: float = 900, env: dict[str, str] | N
     result = subprocess.run(cmd, cwd=cwd, env=env or stage_env(), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
+
+
+def wait_for_queue(repo: Path, timeout: float = 240) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; its last output (no "Failed")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if ("Queued" not in status and "Running" not in status) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert "Queued" not in status and "Running" not in status, f"the queue did not finish in {timeout:.0f} s:\n{status}"
+    assert "Failed" not in status, status
+    return status
 
 
 def run_side_by_side(jobs: list[tuple[list[str], Path, dict[str, str] | None]], timeout: float = 900) -> None:

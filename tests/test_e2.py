@@ -102,7 +102,7 @@ def test_run_e2_writes_one_row_per_model_and_headline_metrics(prepared_mnist, tm
 
 
 def test_a_one_model_grid_has_no_correlation_and_same_params_give_the_same_bits(prepared_mnist, tmp_path):
-    """The sweep's shape (tests/test_sweep.py): one value per list; twice, byte for byte."""
+    """The sweep's shape (tests/test_pipeline.py, the sweep over two machines): one value per list; twice, byte for byte."""
     cfg = compose({"e2.grid.batch": [32], "e2.grid.epochs": [1], "e2.grid.lr": [0.1], "e2.grid.hidden": [5]}).e2
     runs = [run(cfg, prepared_mnist, tmp_path / str(i)) for i in range(2)]
     for metrics in runs:

@@ -6,7 +6,7 @@ headline promise; side by side because a shrunk stage is mostly single-threaded 
 runs take little longer than one on two cores). Then, in the first: `dvc push` to a DVC remote
 (a local folder) and a git remote (a bare repository), a fresh `git clone` and `dvc pull` that
 re-run nothing; one `dvc exp run -S`, then `dvc exp push` of that experiment and `dvc exp pull`
-of it into the clone. The tests share the reproduced copy and run in this order (pytest keeps a
+of it into the clone; two more clones each queue and run a share of an E2 sweep and meet in one. The tests share the reproduced copy and run in this order (pytest keeps a
 file's order). The full profile's run (tests/test_full_profile.py) shares their start: the three
 run side by side (conftest.py's `reproductions`).
 """
@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from copies import OUTPUT_FOLDERS, checked_metrics, commit, metrics_of, run, shrunk_copy
+from copies import OUTPUT_FOLDERS, checked_metrics, commit, metrics_of, run, shrunk_copy, wait_for_queue
 from helpers import flat
 
 
@@ -131,14 +131,19 @@ def cached_outputs(repo: Path) -> list[Path]:
     return files
 
 
+def fresh_clone(origin: Path, folder: Path) -> Path:
+    """Another machine: `git clone` of origin's main, then `dvc pull` from the committed DVC remote."""
+    clone = folder / "repo"
+    run(["git", "clone", "-q", "--branch", "main", str(origin), str(clone)], folder, timeout=120)
+    run(["dvc", "pull"], clone, timeout=300)
+    return clone
+
+
 @pytest.fixture(scope="module")
 def pulled_clone(shrunk_repo: Path, remotes: dict[str, Path], tmp_path_factory) -> Path:
     """The reproduced copy pushed (git and DVC), then cloned afresh and `dvc pull`ed: a second machine."""
     publish(shrunk_repo, "reproduced")
-    clone = tmp_path_factory.mktemp("clone") / "repo"
-    run(["git", "clone", "-q", "--branch", "main", str(remotes["origin"]), str(clone)], clone.parent, timeout=120)
-    run(["dvc", "pull"], clone, timeout=300)
-    return clone
+    return fresh_clone(remotes["origin"], tmp_path_factory.mktemp("clone"))
 
 
 @pytest.mark.slow
@@ -212,6 +217,35 @@ def test_an_experiment_pushed_from_one_clone_is_pulled_into_another(shrunk_repo:
         assert (clone / "models/e1" / model.name).read_bytes() == model.read_bytes(), model.name
     status = run(["dvc", "status"], clone).stdout
     assert "Data and pipelines are up to date" in status, status
+
+
+@pytest.mark.slow
+def test_a_sweep_shared_out_over_two_machines_meets_in_one(remotes, pulled_clone: Path, tmp_path_factory, monkeypatch):
+    """The README's sweep (a comma list of grid lists, queued) and docs/full-profile.md's way to
+    spread one: two fresh clones of the shared git and DVC remotes (two machines) each queue their
+    share of an E2 sweep, run it, side by side, and push their experiments; one pulls the other's,
+    and `dvc exp show` lists all three on the same baseline."""
+    monkeypatch.setenv("REPRODL_WORKERS", "1")  # each queue worker's stage: one process
+    shares = {"machine-a": "[0.1],[0.01]", "machine-b": "[0.05]"}
+    machines = {name: fresh_clone(remotes["origin"], tmp_path_factory.mktemp(name)) for name in shares}  # after pulled_clone published
+    for name, clone in machines.items():
+        queued = run(["dvc", "exp", "run", "e2", "--queue", "-S", f"e2.grid.lr={shares[name]}"], clone).stdout
+        assert queued.count("Queueing with overrides") == shares[name].count("["), queued
+    for clone in machines.values():  # `dvc queue start` returns at once; the two workers run side by side
+        run(["dvc", "queue", "start", "-j", "1"], clone)
+    for clone in machines.values():
+        wait_for_queue(clone, timeout=300)
+        run(["dvc", "exp", "push", "origin"], clone, timeout=300)  # every experiment of this baseline
+    here = machines["machine-a"]
+    run(["dvc", "exp", "pull", "origin"], here, timeout=300)
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], here).stdout)
+    revs = [rev["data"] for row in rows for exp in row.get("experiments") or [] for rev in exp.get("revs", [])]
+    lrs = {tuple(data["params"]["params.yaml"]["data"]["e2"]["grid"]["lr"]): data["metrics"]["metrics/e2.json"]["data"]["e2"] for data in revs}
+    swept = {(0.1,), (0.01,), (0.05,)}
+    assert swept <= set(lrs), sorted(lrs)  # besides any experiment of this baseline pushed before (higher-lr)
+    for (lr,) in swept:
+        assert lrs[(lr,)]["best"]["lr"] == lr, f"the experiment with lr {lr} trained its own share"
+    assert len({json.dumps(lrs[lr], sort_keys=True) for lr in swept}) == 3
 
 
 @pytest.mark.slow
