@@ -20,6 +20,7 @@ from torchvision import transforms
 
 from helpers import write_tiny_scenes
 from reprodl import datasets, engine, grid, models
+from reprodl.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -222,3 +223,77 @@ def test_record_rows_are_the_tables_columns():
     assert row == ("| 2026-12-03 | AMD EPYC, AVX2 | no | 22.20x | 56% (1.72 of 3.05 GFLOP/s, met) | >= 20x | yes "
                    "| shared machine, fp32, 1 thread(s) |")
     assert row.count("|") == record_py.HEADER.splitlines()[0].count("|")
+
+
+# --------------------------------------------------------------------------- full_profile_time: the light stages
+
+
+def test_light_rows_scale_each_timed_part_by_the_work_and_keep_the_rest():
+    bench = load("full_profile_time")
+    params = load_params(ROOT / "params.yaml")
+    assert {params.e1.dataset, params.e2.dataset, params.e3.dataset, params.e4.dataset} == {"mnist"}
+    # Every split 10x larger: every part's work is 10x (E2 / E3 cut their val out of train by a fraction).
+    embedded = {"mnist": bench.Sizes("mnist", 4_000, 500, 500, (1, 28, 28))}
+    full = {"mnist": bench.Sizes("mnist", 40_000, 5_000, 5_000, (1, 28, 28))}
+    timings = {
+        "e2": {"stage_seconds": 25.0, "e2": {"seconds": 20.0}},
+        "e3": {"stage_seconds": 30.0, "e3": {"seconds": 27.0, "step_seconds": {"two_layers": 6.0, "three_layers": 15.0, "retrain": 6.0}}},
+        "e4": {"stage_seconds": 10.0, "e4": {"seconds": 8.0}},
+    }
+    rows = {r.stage: r for r in bench.light_stage_rows(params, timings, embedded, full)}
+    assert set(rows) == {"e2", "e3", "e4"}  # E1 without its models' seconds, E5, E6, pretrain without timings: left out
+    for stage, fixed, compute in (("e2", 5.0, 20.0), ("e3", 3.0, 27.0)):
+        assert rows[stage].fixed == pytest.approx(fixed)
+        assert rows[stage].full_seconds == pytest.approx(fixed + compute * 10)
+    # E4 maps the test split only: 500 -> 5,000 points.
+    assert rows["e4"].full_seconds == pytest.approx(2.0 + 8.0 * 10)
+
+
+def test_light_rows_e1_counts_models_and_the_pooled_perceptron():
+    bench = load("full_profile_time")
+    params = load_params(ROOT / "params.yaml")
+    embedded = {"mnist": bench.Sizes("mnist", 4_000, 500, 500, (1, 28, 28))}
+    full = {"mnist": bench.Sizes("mnist", 40_000, 5_000, 5_000, (1, 28, 28))}
+    seconds = {"logreg": 1.0, "convnet": 4.0, "perceptron": 0.5}
+    [row] = bench.light_stage_rows(params, {"e1": {"stage_seconds": 8.0}}, embedded, full, seconds)
+    assert row.fixed == pytest.approx(2.5)
+    assert row.full_seconds == pytest.approx(2.5 + 5.5 * 10)
+
+
+def test_a_stage_whose_training_images_are_capped_gets_a_scale_of_1():
+    bench = load("full_profile_time")
+    params = load_params(ROOT / "params.yaml")
+    cap, source = params.pretrain.max_images, params.pretrain.dataset
+    assert cap is not None
+    # Both train splits above pretrain.max_images, the val splits equal: the same work in both profiles.
+    embedded = {source: bench.Sizes(source, cap + 1_000, 500, 500, (3, 32, 32))}
+    full = {bench.FULL_NAME[source]: bench.Sizes(bench.FULL_NAME[source], cap + 50_000, 500, 5_000, (3, 224, 224))}
+    arch = params.pretrain.archs[0]
+    timings = {f"pretrain_{arch}": {"stage_seconds": 12.0, "pretrain": {arch: {"seconds": 9.0}}}}
+    [row] = bench.light_stage_rows(params, timings, embedded, full)
+    assert [p.scale for p in row.parts] == [1.0]
+    assert row.full_seconds == pytest.approx(12.0)
+
+
+def test_e6_mlp_work_counts_multiply_adds():
+    bench = load("full_profile_time")
+    assert bench.mlp_macs(64, [64, 32, 16]) == 64 * 64 + 64 * 32 + 32 * 16 + 16 * 10
+
+
+def test_the_light_table_is_skipped_without_prepared_data(tmp_path, capsys):
+    bench = load("full_profile_time")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    assert bench.print_light_table(tmp_path) == []
+    assert "Light stages: skipped, no data/prepared/<name>/meta.json" in capsys.readouterr().out
+
+
+def test_the_light_table_reads_the_committed_timings(capsys):
+    if not (ROOT / "data" / "prepared" / "mnist" / "meta.json").exists():
+        pytest.skip("no prepared embedded data (dvc pull or dvc repro prepare)")
+    bench = load("full_profile_time")
+    rows = bench.print_light_table(ROOT)
+    params = load_params(ROOT / "params.yaml")
+    assert [r.stage for r in rows] == ["e1", "e2", "e3", "e4", "e5", "e6", *(f"pretrain@{a}" for a in params.pretrain.archs)]
+    assert all(r.fixed >= 0 and r.full_seconds >= r.stage_seconds for r in rows)
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert len(table) == len(rows) + 3  # header, rule, the rows, the total

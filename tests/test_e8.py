@@ -13,7 +13,7 @@ from helpers import RecordingTracker, flat
 
 from reprodl import backbones, config, io, models
 from reprodl.experiments import e8, pretrain
-from reprodl.images import Images
+from reprodl.images import Images, prepare_images
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,17 @@ def test_pretrain_source_images_are_rgb_at_the_asked_size(tmp_path):
     io.save_npz(root / "train.npz", x=np.zeros((12, 1, 8, 8), np.uint8), y=np.arange(12) % 3)
     x, y = pretrain.source_images(root, 16, 6, seed=0)
     assert x.shape == (6, 3, 16, 16) and len(y) == 6
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pretrain_source_images_converted_in_chunks_equal_the_split_converted_whole(tmp_path, monkeypatch, channels):
+    root = tmp_path / "source"
+    pixels = np.random.default_rng(0).integers(0, 256, (11, channels, 20, 20), dtype=np.uint8)
+    io.save_npz(root / "train.npz", x=pixels, y=np.arange(11) % 3)
+    monkeypatch.setattr(pretrain, "CONVERT_ROWS", 4)  # 4 + 4 + 3 rows
+    x, _ = pretrain.source_images(root, 32, None, seed=0, arch="resnet18")
+    whole = torch.from_numpy(pixels).float().div(255).expand(-1, 3, -1, -1)  # grey: the same image in R, G and B
+    assert torch.equal(x, prepare_images(whole, 32, *backbones.input_stats("resnet18")))
 
 
 def test_tiny_pretrain_saves_a_backbone_that_loads(tmp_path):
