@@ -56,5 +56,10 @@ def test_retained_buffers_are_not_faulted_in_again():
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=300).stdout.split()
     applied, again, default, retained = out[0] == "True", out[1] == "True", float(out[2]), float(out[3])
     assert applied and again  # accepted, and idempotent
-    assert default > 100  # glibc's defaults hand the step's buffers back: faulted in again every step
-    assert retained < default / 10
+    # Retained: the step's buffers are reused, not faulted in again (0-15 faults a step measured,
+    # against the 240-1,500 of most default runs on the CI machine).
+    assert retained < 50, f"{retained} page faults a step with the buffers retained"
+    # glibc's defaults usually hand the buffers back every step, but its dynamic mmap threshold
+    # sometimes keeps them (0.1 faults a step in one CI run): compare only when they were handed back.
+    if default > 100:
+        assert retained < default / 4
