@@ -121,8 +121,11 @@ def forward_flops(model: nn.Module, work: Work) -> int:
     return counter.get_total_flops()
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+def _hours(seconds: float, minute_digits: int = 0) -> str:
+    """A duration in h, min or s; minute_digits: decimals of minutes (the light stages' table shows tenths)."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.{minute_digits}f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 # --------------------------------------------------------------------------- the light stages, extrapolated
@@ -361,10 +364,6 @@ def load_light_inputs(root: Path = Path(".")) -> tuple | None:
     return params, timings, embedded, full, e1_seconds
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
 def print_light_table(root: Path = Path(".")) -> list[LightRow]:
     inputs = load_light_inputs(root)
     if inputs is None:
@@ -377,8 +376,8 @@ def print_light_table(root: Path = Path(".")) -> list[LightRow]:
     print("| stage | data, embedded -> full | measured here (embedded) | scale | full profile, this CPU (extrapolated) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r.stage} | {r.data} | {r.stage_seconds:.1f} s ({r.stage_seconds - r.fixed:.1f} s timed) | {r.scale_label()} | {_duration(r.full_seconds)} |")
-    print(f"| all | | {sum(r.stage_seconds for r in rows):.0f} s | | **{_duration(sum(r.full_seconds for r in rows))}** |")
+        print(f"| {r.stage} | {r.data} | {r.stage_seconds:.1f} s ({r.stage_seconds - r.fixed:.1f} s timed) | {r.scale_label()} | {_hours(r.full_seconds, 1)} |")
+    print(f"| all | | {sum(r.stage_seconds for r in rows):.0f} s | | **{_hours(sum(r.full_seconds for r in rows), 1)}** |")
     notes = dict.fromkeys(f"{r.stage.split('@')[0]}: {r.note}" for r in rows if r.note)
     print("\n" + "\n".join(f"- {n}." for n in notes))
     return rows
