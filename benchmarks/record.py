@@ -55,7 +55,7 @@ def row(record: dict, conditions: str) -> str:
         holds = "n/a (fp32 case)"
     elif record["target"] == "none":
         holds = "- (no target)"
-    run = f"{record['precision']}, {record['threads']} thread(s)"
+    run = f"{record['precision']}{', compiled' if record.get('compiled') else ''}, {record['threads']} thread(s)"
     return (f"| {record['date']} | {record['cpu']} | {'yes' if record['bf16_native'] else 'no'} | {ratio:.2f}x | {limit} | "
             f"{record['target']} | {holds} | {', '.join(p for p in (conditions, run) if p)} |")
 

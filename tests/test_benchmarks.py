@@ -199,6 +199,17 @@ def test_feature_extraction_prints_its_ratio_and_fraction(tmp_path, capsys):
     record = both_figures(out)
     assert "the same 21 conv/linear layers alone, forward, batch 8 (float32, channels-last" in out
     assert record["min_cosine"] >= 0.999 and record["holds"] is None and "this is the fp32 case" in out
+    assert record["compiled"] is False and "compile: no (e7.feature_compile auto, for the full profile's" in out
+
+
+def test_feature_extraction_compiled_gives_the_same_features(tmp_path, capsys):
+    scenes = write_tiny_scenes(tmp_path / "scenes", {"val": 8, "test": 12})  # batches of 8, 8 and a short 4 (padded)
+    load("feature_extraction").main(["--prepared", str(scenes), "--weights", "none", "--arch", "resnet18", "--image-size", "32",
+                                     "--batch-size", "8", "--precision", "fp32", "--compile", "always"])
+    out = capsys.readouterr().out
+    record = both_figures(out)
+    assert record["compiled"] is True and "ours: compiled on its first batch" in out
+    assert record["min_cosine"] >= 0.999 and record["map_baseline"] == pytest.approx(record["map_ours"], abs=0.5)
 
 
 def test_tsne_says_no_flop_limit_applies(prepared_mnist, capsys):
@@ -223,6 +234,8 @@ def test_record_rows_are_the_tables_columns():
     assert row == ("| 2026-12-03 | AMD EPYC, AVX2 | no | 22.20x | 56% (1.72 of 3.05 GFLOP/s, met) | >= 20x | yes "
                    "| shared machine, fp32, 1 thread(s) |")
     assert row.count("|") == record_py.HEADER.splitlines()[0].count("|")
+    compiled = record_py.row({**record_py.parse_record(out), "compiled": True}, "quiet machine")
+    assert compiled.endswith("| quiet machine, fp32, compiled, 1 thread(s) |")
 
 
 # --------------------------------------------------------------------------- full_profile_time: the light stages

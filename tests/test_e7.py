@@ -12,7 +12,7 @@ import torch
 from configs import compose, errors
 from helpers import flat, write_tiny_scenes
 
-from reprodl import backbones, config, datasets, engine, io
+from reprodl import backbones, config, datasets, engine, hooks, io
 from reprodl.experiments import e7
 from reprodl.images import Images
 
@@ -48,6 +48,7 @@ def test_the_real_section_gives_bce_train_configs():
          "params.yaml: e7.finetune.optimizer must be the linear head's optimiser (adam), as the catalogue compares them; got 'sgd'"),
         ({"e7.finetune.max_train_images": 0}, "params.yaml: e7.finetune.max_train_images must be >= 1, got 0"),
         ({"e7.feature_precision": "half"}, "params.yaml: e7.feature_precision must be one of fp32, bf16, auto; got 'half'"),
+        ({"e7.feature_compile": True}, "params.yaml: e7.feature_compile must be one of auto, always, never; got True"),
         ({"e7.finetune.max_epochs": 3}, "params.yaml: e7.finetune.max_epochs is not a known key (did you mean epochs?)"),
     ],
 )
@@ -73,6 +74,27 @@ def test_a_missing_weights_file_names_e7_weights_before_any_work(tmp_path, step)
         else:
             e7.extract_features(cfg, tmp_path / "no_such_dataset", tmp_path / "features", progress=False)
     assert err.value.key == "e7.weights"
+
+
+def test_compile_always_without_a_cpp_compiler_names_the_param_before_any_work(tmp_path, tiny_scenes, monkeypatch):
+    monkeypatch.setattr(hooks, "cpp_compiler", lambda: None)
+    cfg = compose({"e7.feature_compile": "always", "e7.weights": "none", "e7.arch": "resnet18"}).e7
+    with pytest.raises(config.ParamError, match=r"^params.yaml: e7.feature_compile is 'always', but torch.compile needs a C\+\+ compiler") as err:
+        e7.extract_features(cfg, tiny_scenes, tmp_path / "features", progress=False)
+    assert err.value.key == "e7.feature_compile" and not (tmp_path / "features").exists()
+
+
+def test_compiled_features_are_the_eager_ones(tmp_path, tiny_scenes, tiny_weights, tiny_features):
+    """e7.feature_compile: always runs every split through one compiled graph (16 + 8 + 8 scenes in
+    batches of 6: each split's short last batch padded to 6, the copies' features dropped)."""
+    cfg = tiny_config(tiny_weights, **{"e7.feature_compile": "always", "e7.feature_batch_size": 6})
+    info = e7.extract_features(cfg, tiny_scenes, tmp_path, progress=False)
+    assert info["compiled"] is True and io.read_json(tmp_path / "info.json")["compiled"] is True
+    for kind in e7.FEATURE_KINDS:
+        eager, compiled = e7.load_features(tiny_features / f"{kind}.pt"), e7.load_features(tmp_path / f"{kind}.pt")
+        for split in datasets.SPLITS:
+            assert compiled[split].shape == eager[split].shape
+            assert torch.allclose(compiled[split], eager[split], rtol=1e-3, atol=1e-4), (kind, split, float((compiled[split] - eager[split]).abs().max()))
 
 
 def test_heads_refuse_to_start_without_the_finetune_scores(tmp_path, tiny_scenes, tiny_features):
@@ -151,7 +173,7 @@ def test_features_finetune_and_heads_on_tiny_scenes(tmp_path, tiny_scenes, tiny_
     kept = [~test.difficult[:, k].astype(bool) for k in range(3)]
     aps = [average_precision_score(test.y[keep, k], saved["test"][keep, k]) for k, keep in enumerate(kept) if test.y[keep, k].any()]
     assert tree["finetuned"]["test"]["map_sklearn"] == pytest.approx(100 * np.mean(aps), abs=0.006)
-    assert tree["features"] == {"precision": "fp32", "device": "cpu"}, "the metrics say what the features were computed in, and where"
+    assert tree["features"] == {"precision": "fp32", "compiled": False, "device": "cpu"}, "the metrics say how the features were computed, and where"
     assert len(flat(tree)) <= 29  # each model's precision and device included (and 3 wall times, which the stage moves to timings/)
 
     with open(tmp_path / "ap.csv", newline="") as f:

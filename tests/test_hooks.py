@@ -182,3 +182,55 @@ def test_the_batches_run_through_the_folded_copy():
     calls.clear()
     hooks.extract_features(model, x, ["pool"], batch_size=3, bf16=False, progress=False)
     assert len(calls) == 1  # the fold's one trace of the first rows; no batch runs the batch norm
+
+
+def counting_inductor(graphs: list):
+    """torch.compile's default backend (inductor), noting each graph it is handed."""
+    from torch._inductor.compile_fx import compile_fx
+
+    def backend(gm, example_inputs):
+        graphs.append([tuple(t.shape) for t in example_inputs if isinstance(t, torch.Tensor)])
+        return compile_fx(gm, example_inputs)
+
+    return backend
+
+
+def test_a_compiled_extraction_gives_the_eager_features_from_one_graph(monkeypatch):
+    """Three splits of 23, 9 and 5 rows in batches of 8: each short last batch is padded to 8, so one
+    graph serves them all; the padding rows' features are dropped; the caller's model is left as it was."""
+    model = ConvBN()
+    splits = {"train": torch.rand(23, 1, 12, 12), "val": torch.rand(9, 1, 12, 12), "test": torch.rand(5, 1, 12, 12)}
+    eager = hooks.extract_split_features(model, splits, ["pool", "bn1"], batch_size=8, bf16=False, progress=False)
+    graphs: list = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: real_compile(module, backend=counting_inductor(graphs), **kw))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compiled = hooks.extract_split_features(model, splits, ["pool", "bn1"], batch_size=8, bf16=False, progress=False, compile=True)
+    assert len(graphs) == 1 and (8, 1, 12, 12) in graphs[0], graphs
+    for split, x in splits.items():
+        for layer in ("pool", "bn1"):
+            assert compiled[split][layer].shape == eager[split][layer].shape and len(eager[split][layer]) == len(x)
+            assert torch.allclose(compiled[split][layer], eager[split][layer], atol=1e-5), (split, layer)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and isinstance(model.bn1, nn.BatchNorm2d)
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_compile_needs_a_cpp_compiler_and_says_so_before_any_work(monkeypatch):
+    monkeypatch.setattr(hooks, "cpp_compiler", lambda: None)
+    model = ConvBN()
+    with pytest.raises(hooks.CompileUnavailable, match="needs a C\\+\\+ compiler"):
+        hooks.extract_features(model, torch.rand(4, 1, 12, 12), ["pool"], progress=False, compile=True)
+    assert not any(m._forward_hooks for m in model.modules())
+    with pytest.raises(hooks.CompileUnavailable):
+        hooks.use_compile("always", 1)
+    assert hooks.use_compile("auto", 10 * hooks.COMPILE_PAYS_PIXELS) is False  # auto: eager where it cannot compile
+
+
+def test_auto_compiles_large_extractions_on_a_cpu_only(monkeypatch):
+    monkeypatch.setattr(hooks, "cpp_compiler", lambda: "g++")
+    big = hooks.COMPILE_PAYS_PIXELS
+    assert hooks.use_compile("auto", big) is True and hooks.use_compile("auto", big - 1) is False
+    assert hooks.use_compile("auto", big, "cuda") is False, "measured on CPUs only"
+    assert hooks.use_compile("always", 1) is True and hooks.use_compile("never", 10 * big) is False
+    with pytest.raises(ValueError, match="unknown compile choice 'yes'; allowed: auto, always, never"):
+        hooks.use_compile("yes", big)

@@ -27,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, Va
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")
+COMPILE_CHOICES = ("auto", "always", "never")  # torch.compile for a feature extraction (reprodl.hooks.use_compile)
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when torch.cuda.is_available(), else the CPU (reprodl.engine.resolve_device)
 PROFILES = ("embedded", "full")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -381,6 +382,7 @@ class E7(Section):
     layer: Annotated[str, Field(min_length=1)]  # the hooked module
     feature_batch_size: Count  # images per forward pass (speed only: the features do not depend on it)
     feature_precision: Literal[PRECISIONS]
+    feature_compile: Literal[COMPILE_CHOICES]
     max_train_images: Count | None
     linear: Train
     finetune: Finetune

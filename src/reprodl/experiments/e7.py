@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 
 from .. import backbones, datasets, engine, io, metrics, precision
-from ..config import E7
-from ..hooks import extract_features as hook_features
+from ..config import E7, ParamError
+from ..hooks import CompileUnavailable, extract_split_features, use_compile
 from ..images import Images
 from ..references import E7 as REFERENCE  # the catalogue's numbers, shared with the study page
 from ..tables import format_table
@@ -93,8 +93,13 @@ def extract_features(
     backbones.check_weights(cfg.weights, "e7.weights")
     scenes = load_scenes(Path(prepared_dir), cfg.image_size, cfg.max_train_images, seed)
     bf16 = precision.use_bf16(cfg.feature_precision, device)
+    try:  # per backbone: every split through one compiled graph
+        compiled = use_compile(cfg.feature_compile, sum(len(s["x"]) for s in scenes.values()) * cfg.image_size**2, device)
+    except CompileUnavailable as error:
+        raise ParamError("e7.feature_compile", f"is {cfg.feature_compile!r}, but {error}; use auto or never") from None
     info: dict[str, Any] = {
-        "layer": cfg.layer, "arch": cfg.arch, "image_size": cfg.image_size, "precision": "bf16" if bf16 else "fp32", "device": engine.device_name(device),
+        "layer": cfg.layer, "arch": cfg.arch, "image_size": cfg.image_size, "precision": "bf16" if bf16 else "fp32",
+        "compiled": compiled, "device": engine.device_name(device),
     }
     timings: dict[str, float] = {}
     for kind in FEATURE_KINDS:
@@ -102,17 +107,18 @@ def extract_features(
         model = backbones.load_backbone(cfg.arch, weights, key="e7.weights", arch_key="e7.arch", seed=seed)
         start = time.perf_counter()
         features = {
-            split: hook_features(
-                model, s["x"], [cfg.layer], batch_size=cfg.feature_batch_size, bf16=bf16, progress=progress, desc=f"e7 {kind} {split}", device=device,
-            )[cfg.layer]
-            for split, s in scenes.items()
+            split: taken[cfg.layer]
+            for split, taken in extract_split_features(
+                model, {split: s["x"] for split, s in scenes.items()}, [cfg.layer], batch_size=cfg.feature_batch_size, bf16=bf16,
+                progress=progress, desc=f"e7 {kind}", device=device, compile=compiled,
+            ).items()
         }  # split -> (N, D)
         seconds = time.perf_counter() - start
         io.save_torch(Path(out_dir) / f"{kind}.pt", {"weights": weights, "train_index": scenes["train"]["index"], **features})
         n = sum(len(f) for f in features.values())
         info[kind] = {"weights": weights, "dim": int(features["train"].shape[1]), "images": n}
         timings[kind] = round(seconds, 2)
-        print(f"e7 features ({kind}, {weights}, {info['precision']}): {n} images -> {features['train'].shape[1]}-d in {seconds:.1f} s ({n / seconds:.0f} images/s)")
+        print(f"e7 features ({kind}, {weights}, {info['precision']}{', compiled' if compiled else ''}): {n} images -> {features['train'].shape[1]}-d in {seconds:.1f} s ({n / seconds:.0f} images/s)")
     io.write_json(Path(out_dir) / "info.json", info)
     return {**info, **{kind: {**info[kind], "seconds": timings[kind]} for kind in FEATURE_KINDS}}
 
@@ -273,11 +279,14 @@ def run_heads(
             results[name][split] = {f"map_{method}": tables[name][split][f"map_{method}"] for method in AP_METHODS}
     info_path = features_dir / "info.json"
     feature_info = io.read_json(info_path) if info_path.exists() else {}
-    feature_precision = feature_info.get("precision", "fp32")
+    features = {
+        "precision": feature_info.get("precision", "fp32"), "compiled": bool(feature_info.get("compiled", False)),
+        "device": feature_info.get("device", "unknown"),
+    }
     write_ap_csv(tables, table_path)
     _ap_figure(tables, classes, figure_path)
-    io.write_text(report_path, e7_report(meta, cfg, results, tables, feature_precision, train_cfg, finetune_config(cfg, seed)))
-    return {"e7": {**results, "features": {"precision": feature_precision, "device": feature_info.get("device", "unknown")}}}
+    io.write_text(report_path, e7_report(meta, cfg, results, tables, features, train_cfg, finetune_config(cfg, seed)))
+    return {"e7": {**results, "features": features}}
 
 
 def write_ap_csv(tables: dict[str, dict], path: Path) -> None:
@@ -311,7 +320,7 @@ def _ap_figure(tables: dict, classes: list[str], path: Path) -> None:
 
 
 def e7_report(
-    meta: dict, cfg: E7, results: dict, tables: dict, feature_precision: str,
+    meta: dict, cfg: E7, results: dict, tables: dict, features: dict,
     linear_cfg: engine.TrainConfig, finetune_cfg: engine.TrainConfig,
 ) -> str:
     sizes, profile = meta["sizes"], meta["profile"]
@@ -337,7 +346,8 @@ def e7_report(
         "",
         f"Data: {meta['source']} ({profile} profile); train {sizes['train']:,}, val {sizes['val']:,}, test {sizes['test']:,} images "
         f"at {cfg.image_size} px. Backbone: torchvision {cfg.arch}, weights `{cfg.weights}`; features after `{cfg.layer}`, "
-        f"extracted in {feature_precision} (e7.feature_precision: {cfg.feature_precision}).",
+        f"extracted in {features['precision']} (e7.feature_precision: {cfg.feature_precision}), "
+        f"{'compiled' if features['compiled'] else 'eager'} (e7.feature_compile: {cfg.feature_compile}).",
         "",
         "mAP in %, train and test, both definitions. \"Difficult\" (VOC07): an image whose class is present only as difficult "
         "objects is left out of that class's ranking (neither positive nor negative); heads are trained on every present class.",
