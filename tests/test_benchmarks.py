@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 from helpers import write_tiny_scenes
-from reprodl import datasets, engine, grid, models
+from reprodl import datasets, engine, grid, hooks, models
 from reprodl.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +202,7 @@ def test_feature_extraction_prints_its_ratio_and_fraction(tmp_path, capsys):
     assert record["compiled"] is False and "compile: no (e7.feature_compile auto, for the full profile's" in out
 
 
+@pytest.mark.skipif(hooks.cpp_compiler() is None, reason="torch.compile needs a C++ compiler (g++) for its CPU kernels")
 def test_feature_extraction_compiled_gives_the_same_features(tmp_path, capsys):
     scenes = write_tiny_scenes(tmp_path / "scenes", {"val": 8, "test": 12})  # batches of 8, 8 and a short 4 (padded)
     load("feature_extraction").main(["--prepared", str(scenes), "--weights", "none", "--arch", "resnet18", "--image-size", "32",

@@ -195,6 +195,7 @@ def counting_inductor(graphs: list):
     return backend
 
 
+@pytest.mark.skipif(hooks.cpp_compiler() is None, reason="torch.compile needs a C++ compiler (g++) for its CPU kernels")
 def test_a_compiled_extraction_gives_the_eager_features_from_one_graph(monkeypatch):
     """Three splits of 23, 9 and 5 rows in batches of 8: each short last batch is padded to 8, so one
     graph serves them all; the padding rows' features are dropped; the caller's model is left as it was."""

@@ -192,9 +192,13 @@ class Extraction:
 
     bf16: None means precision "auto" (reprodl.precision: bf16 where the device has it natively).
     device: where the forward passes run (the model is moved there); None: the model's device.
+    probe: a few input rows (two are used): they decide channels-last (4-D images) and check the fold.
+    fold: fold conv + batch-norm pairs when the check on `probe` allows (see the module's
+    docstring), in a copy: the model passed in keeps its batch norms.
     compile: run through torch.compile with freezing (see the module's docstring); every batch is
     then padded to `rows` rows (one graph), the copies' outputs dropped. Raises CompileUnavailable
-    before any work where it cannot run.
+    before any work where it cannot run. Closing resets dynamo (torch._dynamo.reset), which drops
+    every compiled graph of the process: the pipeline compiles nothing else.
     """
 
     @torch.inference_mode()
