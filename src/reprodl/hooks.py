@@ -208,13 +208,13 @@ class Extraction:
         rows: int = 256,
     ):
         check_layers(model, layers)
-        if compile:
-            require_cpp_compiler(device or next((p.device for p in model.parameters()), "cpu"))
-        retain_freed_memory()  # same-sized batch buffers every step: keep them (see reprodl.heap)
-        if device is not None:
-            model.to(device)
         first = next(model.parameters(), None)
-        self.device = first.device if first is not None else (probe.device if probe is not None else torch.device("cpu"))
+        self.device = torch.device(device) if device is not None else (
+            first.device if first is not None else probe.device if probe is not None else torch.device("cpu"))
+        if compile:
+            require_cpp_compiler(self.device)
+        retain_freed_memory()  # same-sized batch buffers every step: keep them (see reprodl.heap)
+        model.to(self.device)
         self.bf16 = use_bf16("auto", self.device) if bf16 is None else bf16
         self.layers, self.compile, self.rows = list(layers), compile, rows
         model.eval()
@@ -229,6 +229,7 @@ class Extraction:
         # list's length, so appending to a growing list would compile it again every batch.
         self.slot: dict[str, torch.Tensor] = {}
         self.handles = [model.get_submodule(name).register_forward_hook(self._keep(name)) for name in self.layers]
+        self.model = model  # as prepared (folded or not), before compiling
         self.run = torch.compile(model, dynamic=False) if compile else model  # after the hooks: traced with them in it
 
     def _keep(self, name: str):
@@ -290,7 +291,7 @@ def extract_split_features(
     probe = next((x for x in splits.values() if len(x)), None)
     rows = min(batch_size, max(len(x) for x in splits.values())) if compile and probe is not None else batch_size
     features: dict[str, dict[str, torch.Tensor]] = {}
-    with Extraction(model, layers, probe=probe[:2] if probe is not None else None, compile=compile, rows=rows, **options) as extraction:
+    with Extraction(model, layers, probe=probe, compile=compile, rows=rows, **options) as extraction:
         for split, x in splits.items():
             captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
             label = desc if len(splits) == 1 else f"{desc} {split}"
