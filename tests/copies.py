@@ -29,7 +29,9 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def stage_env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "REPRODL_PROGRESS": "0"}
+    # DVC_GLOBAL_CONFIG_DIR: hard-linked DVC caches (tests/dvc_config/config says why)
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "REPRODL_PROGRESS": "0",
+            "DVC_GLOBAL_CONFIG_DIR": str(ROOT / "tests" / "dvc_config")}
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
