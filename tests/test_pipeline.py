@@ -177,6 +177,17 @@ def test_two_reproductions_from_scratch_give_the_same_metrics(reproduced: Reprod
 
 
 @pytest.mark.slow
+def test_the_copies_hard_link_their_outputs_to_the_dvc_cache(reproduced: Reproduced):
+    """tests/dvc_config: the bulky outputs (weights, checkpoint, features) are one file on disk each,
+    not a workspace copy beside the cache's. (data/raw is left out: four embedded datasets share
+    one 0.8 MB file's content, and DVC links only one of the identical files.)"""
+    files = [f for f in cached_outputs(reproduced.second) if f.parts[0] == "models" or f.parts[:2] == ("data", "features")]
+    assert any(f.name == "checkpoint.pt" for f in files)
+    copied = [str(rel) for rel in files if (reproduced.second / rel).stat().st_nlink < 2]
+    assert not copied, f"copied, not linked: {copied[:5]}"
+
+
+@pytest.mark.slow
 def test_exp_run_with_a_param_override_moves_the_metric_and_reruns_downstream(shrunk_repo: Path):
     commit(shrunk_repo, "baseline")
     before = metrics_of(shrunk_repo)["e1.json"]["e1"]
